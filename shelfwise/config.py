@@ -1,0 +1,121 @@
+"""One typed configuration for every part of Shelfwise, read once from the environment.
+
+In AWS the values come from environment variables that the CDK stacks set on Lambdas and Glue jobs; locally the
+defaults apply and `AWS_ENDPOINT_URL` points boto3 at the moto server.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SHELFWISE_"
+
+#: The environment variables that CDK sets on every Lambda function and Glue job (see `cdk/`).
+ENV_VARS: dict[str, str] = {
+    "env": "SHELFWISE_ENV",
+    "region": "AWS_REGION",
+    "lake_bucket": "SHELFWISE_LAKE_BUCKET",
+    "online_table": "SHELFWISE_ONLINE_TABLE",
+    "glue_database": "SHELFWISE_GLUE_DATABASE",
+    "churn_model_group": "SHELFWISE_CHURN_MODEL_GROUP",
+    "aws_endpoint_url": "AWS_ENDPOINT_URL",
+}
+
+_NAME = r"^[a-z][a-z0-9-]{1,20}$"
+_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+_TABLE = r"^[A-Za-z0-9_.-]{3,255}$"
+
+
+class ConfigError(ValueError):
+    """A setting in the environment is malformed; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Names and locations shared by the CLI, Glue jobs, pipelines, handlers and stacks."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    env: str = Field("local", pattern=_NAME, description="Deployment name; prefixes every resource name.")
+    region: str = Field(
+        "us-east-1",
+        pattern=r"^[a-z]{2}(-[a-z]+)+-\d$",
+        validation_alias=AliasChoices("SHELFWISE_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    lake_bucket_name: str | None = Field(
+        None, pattern=_BUCKET, validation_alias=AliasChoices("SHELFWISE_LAKE_BUCKET")
+    )
+    online_table_name: str | None = Field(
+        None, pattern=_TABLE, validation_alias=AliasChoices("SHELFWISE_ONLINE_TABLE")
+    )
+    glue_database_name: str | None = Field(
+        None, pattern=r"^[a-z0-9_]{1,255}$", validation_alias=AliasChoices("SHELFWISE_GLUE_DATABASE")
+    )
+    churn_model_group: str = Field("churn", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    aws_endpoint_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL"),
+        description="Set locally to the moto server; unset in AWS.",
+    )
+    work_dir: Path = Field(Path(".shelfwise"), description="Local folder for generated worlds and job scratch.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def lake_bucket(self) -> str:
+        return self.lake_bucket_name or f"shelfwise-{self.env}-lake"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def online_table(self) -> str:
+        return self.online_table_name or f"shelfwise-{self.env}-online"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def glue_database(self) -> str:
+        return self.glue_database_name or f"shelfwise_{self.env.replace('-', '_')}"
+
+    def resource_name(self, suffix: str) -> str:
+        """A deployment-scoped name such as `shelfwise-prod-curate-orders`."""
+        return f"shelfwise-{self.env}-{suffix}"
+
+    def lambda_environment(self) -> dict[str, str]:
+        """The variables CDK sets on functions and jobs so that they read the same names as local runs."""
+        return {
+            ENV_VARS["env"]: self.env,
+            ENV_VARS["lake_bucket"]: self.lake_bucket,
+            ENV_VARS["online_table"]: self.online_table,
+            ENV_VARS["glue_database"]: self.glue_database,
+            ENV_VARS["churn_model_group"]: self.churn_model_group,
+        }
+
+
+def _variable_for(field: str) -> str:
+    if field in ENV_VARS:
+        return ENV_VARS[field]
+    plain = field.removesuffix("_name")
+    return ENV_VARS.get(plain, ENV_PREFIX + field.upper())
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment; fail naming each malformed variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            variable = _variable_for(str(err["loc"][0]) if err["loc"] else "?")
+            problems.append(f"{variable}={os.environ.get(variable, err.get('input'))!r}: {err['msg']}")
+        raise ConfigError("invalid Shelfwise setting: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
