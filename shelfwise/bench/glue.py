@@ -1,0 +1,7 @@
+"""Placeholder benchmark group until its owner fills it in."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

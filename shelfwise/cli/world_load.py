@@ -1,0 +1,7 @@
+"""`shelfwise world load ...`: placeholder until the loaders land."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
