@@ -7,8 +7,8 @@ defaults apply and `AWS_ENDPOINT_URL` points boto3 at the moto server.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, computed_field
@@ -47,12 +47,8 @@ class Settings(BaseSettings):
         pattern=r"^[a-z]{2}(-[a-z]+)+-\d$",
         validation_alias=AliasChoices("SHELFWISE_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
-    lake_bucket_name: str | None = Field(
-        None, pattern=_BUCKET, validation_alias=AliasChoices("SHELFWISE_LAKE_BUCKET")
-    )
-    online_table_name: str | None = Field(
-        None, pattern=_TABLE, validation_alias=AliasChoices("SHELFWISE_ONLINE_TABLE")
-    )
+    lake_bucket_name: str | None = Field(None, pattern=_BUCKET, validation_alias=AliasChoices("SHELFWISE_LAKE_BUCKET"))
+    online_table_name: str | None = Field(None, pattern=_TABLE, validation_alias=AliasChoices("SHELFWISE_ONLINE_TABLE"))
     glue_database_name: str | None = Field(
         None, pattern=r"^[a-z0-9_]{1,255}$", validation_alias=AliasChoices("SHELFWISE_GLUE_DATABASE")
     )
@@ -96,11 +92,21 @@ class Settings(BaseSettings):
         }
 
 
-def _variable_for(field: str) -> str:
-    if field in ENV_VARS:
-        return ENV_VARS[field]
-    plain = field.removesuffix("_name")
-    return ENV_VARS.get(plain, ENV_PREFIX + field.upper())
+def _candidates(field: str) -> list[str]:
+    """The environment variables that can set `field`, in precedence order."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [ENV_PREFIX + field.upper()]
+
+
+def _variable_for(loc: str) -> str:
+    """The variable behind a validation error location (a field name or one of its aliases)."""
+    for field in Settings.model_fields:
+        candidates = _candidates(field)
+        if loc == field or loc in candidates:
+            return next((name for name in candidates if name in os.environ), candidates[0])
+    return loc
 
 
 def load_settings() -> Settings:

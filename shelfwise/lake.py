@@ -7,6 +7,7 @@ The same code runs against AWS and against the local moto server; only the endpo
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import io
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ def partition_prefix(zone: Zone, name: str, day: dt.date | None = None) -> str:
     """`zone/name/` or `zone/name/dt=YYYY-MM-DD/`."""
     if zone not in ZONES:
         raise ValueError(f"unknown lake zone {zone!r}; valid zones: {', '.join(ZONES)}")
-    if not name or "/" in name.strip("/") and zone not in ("models", "predictions", "features"):
+    if not name or ("/" in name.strip("/") and zone not in ("models", "predictions", "features")):
         raise ValueError(f"bad dataset name {name!r} for zone {zone}")
     prefix = f"{zone}/{name.strip('/')}/"
     return prefix if day is None else f"{prefix}dt={day.isoformat()}/"
@@ -119,7 +120,7 @@ class Lake:
 
     def write_partitioned(
         self, table: pa.Table, zone: Zone, name: str, date_column: str, part: str = "part-00000"
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         """Write `table` as `dt=` partitions by the date of `date_column`; returns the keys written."""
         column = table.column(date_column)
         if pa.types.is_timestamp(column.type):
@@ -156,7 +157,7 @@ class Lake:
 
     def summary(self) -> dict[str, tuple[int, int]]:
         """(objects, bytes) per zone."""
-        totals = {zone: (0, 0) for zone in ZONES}
+        totals: dict[str, tuple[int, int]] = dict.fromkeys(ZONES, (0, 0))
         for obj in self.list():
             zone = obj.key.split("/", 1)[0]
             if zone in totals:

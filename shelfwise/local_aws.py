@@ -39,7 +39,7 @@ def create_resources(cfg: Settings) -> None:
         else:
             s3.create_bucket(
                 Bucket=cfg.lake_bucket,
-                CreateBucketConfiguration={"LocationConstraint": cfg.region},  # type: ignore[typeddict-item]
+                CreateBucketConfiguration={"LocationConstraint": cfg.region},
             )
     dynamodb = boto3.client("dynamodb", region_name=cfg.region, endpoint_url=cfg.aws_endpoint_url)
     if cfg.online_table not in dynamodb.list_tables()["TableNames"]:
