@@ -1,0 +1,249 @@
+"""The local end-to-end run: world -> lake -> Glue jobs -> churn pipeline -> online store -> API -> requests.
+
+Each stage is a function of the previous stages' results; `run_demo` chains them inside a local AWS and returns
+what the CLI prints. Nothing here needs an AWS account or Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shelfwise.config import settings
+from shelfwise.lake import ZONES, Lake
+from shelfwise.local_aws import local_aws
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class StageTime:
+    name: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class ApiExchange:
+    method: str
+    path: str
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass
+class DemoResult:
+    stages: list[StageTime] = field(default_factory=list)
+    zones: dict[str, tuple[int, int]] = field(default_factory=dict)
+    world_rows: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    truth_auc: float | None = None
+    pipeline_status: str = ""
+    failure_reason: str | None = None
+    model_version: str | None = None
+    exchanges: list[ApiExchange] = field(default_factory=list)
+    api_url: str | None = None
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    scale: str = "default"
+    seed: int = 7
+    world_dir: Path | None = None
+    stop_after: str | None = None  # a stage name, to run part of the chain
+
+
+STAGES = ("world", "ingest", "curate_orders", "customer_features", "pipeline", "online_store", "api")
+
+
+class _Timer:
+    def __init__(self, result: DemoResult) -> None:
+        self.result = result
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[StageTime]:
+        record = StageTime(name, 0.0)
+        start = time.perf_counter()
+        yield record
+        record.seconds = time.perf_counter() - start
+        self.result.stages.append(record)
+
+
+def run_demo(
+    options: DemoOptions, progress: Progress | None = None, serve: Callable[[str], None] | None = None
+) -> DemoResult:
+    """Run the chain; `serve(url)` is called while the API is up (e.g. to keep it running for a user)."""
+    from shelfwise.glue_local import run_job
+    from shelfwise.ingest import ingest_world
+    from shelfwise.local_api import start_local_api
+    from shelfwise.pipelines.local import run_churn_pipeline
+    from shelfwise.world import generate_world
+
+    result = DemoResult()
+    timer = _Timer(result)
+    say = progress or (lambda _stage, _fraction: None)
+    world_dir = options.world_dir or settings().work_dir / "worlds" / f"{options.scale}-{options.seed}"
+
+    with local_aws() as aws:
+        lake = Lake(aws.settings)
+        with timer.stage("world") as st:
+            summary = generate_world(options.scale, options.seed, world_dir, progress=say)
+            result.world_rows = dict(summary.rows)
+            st.detail = f"{sum(summary.rows.values()):,} rows, {summary.start_date} .. {summary.end_date}"
+        if options.stop_after == "world":
+            return _finish(result, lake)
+
+        with timer.stage("ingest") as st:
+            report = ingest_world(world_dir, lake, progress=say)
+            st.detail = f"{sum(report.rows.values()):,} rows into raw/"
+        if options.stop_after == "ingest":
+            return _finish(result, lake)
+
+        for job in ("curate_orders", "customer_features"):
+            with timer.stage(job) as st:
+                job_result = run_job(job, lake)
+                st.detail = ", ".join(f"{k} {v:,}" for k, v in job_result.counts.items())
+            if options.stop_after == job:
+                return _finish(result, lake)
+
+        with timer.stage("pipeline") as st:
+            run = run_churn_pipeline(lake, progress=say)
+            result.pipeline_status = run.status
+            result.failure_reason = run.failure_reason
+            result.metrics = run.metrics
+            result.model_version = run.model_version
+            st.detail = f"{run.status}" + (f", model {run.model_version}" if run.model_version else "")
+        if run.status != "Succeeded" or options.stop_after == "pipeline":
+            return _finish(result, lake)
+
+        result.truth_auc = _auc_against_truth(lake, world_dir, run.artifact_key)
+
+        with timer.stage("online_store") as st:
+            written = publish_churn_to_online_store(lake, run.predictions_prefix)
+            st.detail = f"{written:,} items"
+
+        with timer.stage("api") as st:
+            api = start_local_api(port=0)
+            try:
+                result.api_url = api.url
+                result.exchanges = _sample_requests(api.url, lake, run.predictions_prefix)
+                st.detail = f"{len(result.exchanges)} requests at {api.url}"
+                if serve is not None:
+                    serve(api.url)
+            finally:
+                api.stop()
+        return _finish(result, lake)
+
+
+def _finish(result: DemoResult, lake: Lake) -> DemoResult:
+    result.zones = lake.summary()
+    return result
+
+
+def publish_churn_to_online_store(lake: Lake, predictions_prefix: str) -> int:
+    """Join the latest serving features with the batch scores and write them to the online store."""
+    from shelfwise.online_store import ChurnRecord, write_churn_records
+
+    features = lake.read_table("features/churn/serving/").to_pylist()
+    scores = {row["customer_id"]: row for row in lake.read_table(predictions_prefix).to_pylist()}
+    customers = lake.read_table("raw/customers/").column("customer_id").to_pylist()
+    from shelfwise.churn_features import FEATURE_NAMES
+
+    records = []
+    served = set()
+    for row in features:
+        score = scores.get(row["customer_id"])
+        records.append(
+            ChurnRecord(
+                customer_id=row["customer_id"],
+                features={name: float(row[name]) for name in FEATURE_NAMES},
+                as_of=str(row["cutoff"]),
+                probability=None if score is None else float(score["probability"]),
+                model_version=None if score is None else str(score["model_version"]),
+            )
+        )
+        served.add(row["customer_id"])
+    as_of = str(features[0]["cutoff"]) if features else ""
+    for customer_id in customers:
+        if customer_id not in served:  # registered, no purchase yet: the API answers from the prior
+            records.append(ChurnRecord(customer_id=customer_id, features=None, as_of=as_of))
+    return write_churn_records(records).written
+
+
+def _auc_against_truth(lake: Lake, world_dir: Path, artifact_key: str | None) -> float | None:
+    """AUC of the registered model at the held-out cutoff against the world's true churn (not the observed label)."""
+    truth_path = world_dir / "truth" / "customers.parquet"
+    if artifact_key is None or not truth_path.exists():
+        return None
+    import io
+    import tarfile
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    import xgboost as xgb
+    from sklearn.metrics import roc_auc_score
+
+    from shelfwise.churn_features import CUTOFF, FEATURE_NAMES, LABEL_HORIZON_DAYS
+
+    training = lake.read_table("features/churn/training/").to_pandas()
+    last = training[CUTOFF].max()
+    test = training[training[CUTOFF] == last]
+    with tarfile.open(fileobj=io.BytesIO(lake.get_bytes(artifact_key))) as tar:
+        member = tar.extractfile("model.json")
+        assert member is not None
+        booster = xgb.Booster()
+        booster.load_model(bytearray(member.read()))
+    scores = booster.inplace_predict(test[list(FEATURE_NAMES)].to_numpy(dtype="float32"))
+    truth = pq.read_table(truth_path).to_pandas().set_index("customer_id")
+    churn_date = truth["churn_date"].reindex(test["customer_id"]).to_numpy(dtype="datetime64[D]")
+    cutoff = np.datetime64(str(last)[:10], "D")
+    horizon_end = cutoff + np.timedelta64(LABEL_HORIZON_DAYS, "D")
+    truly_churned = ~np.isnat(churn_date) & (churn_date < horizon_end)
+    if truly_churned.all() or not truly_churned.any():
+        return None
+    return float(roc_auc_score(truly_churned, scores))
+
+
+def _call(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> ApiExchange:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return ApiExchange(method, path, response.status, json.loads(response.read()))
+    except urllib.error.HTTPError as error:
+        return ApiExchange(method, path, error.code, json.loads(error.read() or b"{}"))
+
+
+def _sample_requests(url: str, lake: Lake, predictions_prefix: str) -> list[ApiExchange]:
+    """A few real requests: the riskiest and safest scored customers, a cold start, an unknown id, a what-if."""
+    from shelfwise.churn_features import FEATURE_NAMES
+
+    scores = sorted(lake.read_table(predictions_prefix).to_pylist(), key=lambda r: r["probability"])
+    features = {r["customer_id"]: r for r in lake.read_table("features/churn/serving/").to_pylist()}
+    customers = lake.read_table("raw/customers/").column("customer_id").to_pylist()
+    cold = next((c for c in customers if c not in features), None)
+    exchanges = [
+        _call(url, "GET", f"/customers/{scores[-1]['customer_id']}/churn"),
+        _call(url, "GET", f"/customers/{scores[len(scores) // 2]['customer_id']}/churn"),
+        _call(url, "GET", f"/customers/{scores[0]['customer_id']}/churn"),
+    ]
+    if cold is not None:
+        exchanges.append(_call(url, "GET", f"/customers/{cold}/churn"))
+    exchanges.append(_call(url, "GET", "/customers/C-does-not-exist/churn"))
+    risky = features[scores[-1]["customer_id"]]
+    what_if = {name: risky[name] for name in FEATURE_NAMES}
+    what_if["recency_days"] = 3
+    what_if["orders_30d"] = max(int(what_if["orders_30d"]), 2)
+    exchanges.append(_call(url, "POST", "/churn/score", {"features": what_if}))
+    exchanges.append(_call(url, "POST", "/churn/score", {"features": {"recency_days": "soon"}}))
+    return exchanges
+
+
+__all__ = ["STAGES", "ZONES", "DemoOptions", "DemoResult", "publish_churn_to_online_store", "run_demo"]
