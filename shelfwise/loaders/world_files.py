@@ -1,0 +1,92 @@
+"""Writing the pieces of a world folder (`docs/contracts.md`): Parquet tables, quarantine files, the manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shelfwise.schemas import SCHEMA_VERSION
+
+QUARANTINE_DIR = "quarantine"
+
+
+class MissingColumnsError(ValueError):
+    """A source file lacks required columns; the message names them."""
+
+    def __init__(self, source: Path, missing: list[str]) -> None:
+        super().__init__(f"{source}: missing required column(s): {', '.join(missing)}")
+        self.missing = missing
+
+
+def require_columns(source: Path, present: list[str], required: list[str]) -> None:
+    """Fail naming every required column that `present` lacks."""
+    missing = [name for name in required if name not in present]
+    if missing:
+        raise MissingColumnsError(source, missing)
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+
+
+def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """The frame's schema columns as a table with exactly `schema` (metadata included)."""
+    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    return table.replace_schema_metadata(schema.metadata)
+
+
+def write_quarantine(out_dir: Path, rule: str, rows: pd.DataFrame) -> Path:
+    """Write the rows a rule rejected (original values as text, plus `reason`) to `quarantine/<rule>.parquet`."""
+    path = out_dir / QUARANTINE_DIR / f"{rule}.parquet"
+    write_parquet(pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False), path)
+    return path
+
+
+@dataclass
+class Manifest:
+    """`manifest.json` of a world folder."""
+
+    kind: str
+    start_date: dt.date
+    end_date: dt.date
+    generator_version: str
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale: str | None = None
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add_table(self, name: str, rows: int, files: list[str]) -> None:
+        self.tables[name] = {"rows": rows, "files": files}
+
+    def write(self, out_dir: Path) -> Path:
+        doc = {
+            "kind": self.kind,
+            "scale": self.scale,
+            "seed": self.seed,
+            "start_date": self.start_date.isoformat(),
+            "end_date": self.end_date.isoformat(),
+            "generator_version": self.generator_version,
+            "schema_version": SCHEMA_VERSION,
+            "tables": self.tables,
+            **self.extra,
+        }
+        path = out_dir / "manifest.json"
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        return path
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Create `out_dir`, removing the files a previous load wrote there so that nothing stale survives."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in ("*.parquet", "order_lines/*.parquet", "images/*.png", f"{QUARANTINE_DIR}/*.parquet"):
+        for stale in out_dir.glob(pattern):
+            stale.unlink()
+    (out_dir / "manifest.json").unlink(missing_ok=True)
