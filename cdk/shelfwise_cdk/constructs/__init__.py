@@ -1,0 +1,1 @@
+"""Constructs for shapes that repeat across stacks, with typed props in the aws-cdk-lib style."""

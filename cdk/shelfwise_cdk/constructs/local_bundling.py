@@ -1,0 +1,110 @@
+"""Bundle a Python Lambda on this machine, without Docker: copy the sources, then pip-install manylinux wheels for
+the Lambda runtime into the bundle."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsii
+from aws_cdk import BundlingOptions, ILocalBundling
+
+from shelfwise_cdk.packaging import source_files
+
+
+class BundlingError(RuntimeError):
+    """Local bundling failed; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class BundleSource:
+    """A folder copied into the bundle: its contents at the root (`target=""`) or under `target/`."""
+
+    path: Path
+    target: str = ""
+
+
+@jsii.implements(ILocalBundling)
+class PipLocalBundling:
+    """`ILocalBundling` that copies `sources` and installs `requirements` for `python_version` on `platform`."""
+
+    def __init__(
+        self,
+        *,
+        sources: Sequence[BundleSource],
+        requirements: Path | None = None,
+        python_version: str = "3.12",
+        platform: str = "manylinux2014_x86_64",
+    ) -> None:
+        self.sources = tuple(sources)
+        self.requirements = requirements
+        self.python_version = python_version
+        self.platform = platform
+
+    def try_bundle(self, output_dir: str, **_options: object) -> bool:
+        """Called by CDK with the asset's output folder; returns True because it always bundles (or raises)."""
+        out = Path(output_dir)
+        for source in self.sources:
+            copy_tree(source.path, out / source.target)
+        if self.requirements is not None and _has_requirements(self.requirements):
+            self._pip_install(out)
+        return True
+
+    def pip_command(self, output_dir: Path) -> list[str]:
+        """The pip invocation: binary wheels only, so nothing compiles for this machine's platform."""
+        if self.requirements is None:
+            raise BundlingError("no requirements file to install")
+        return [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--platform",
+            self.platform,
+            "--implementation",
+            "cp",
+            "--only-binary=:all:",
+            "--python-version",
+            self.python_version,
+            "--target",
+            str(output_dir),
+            "-r",
+            str(self.requirements),
+        ]
+
+    def _pip_install(self, output_dir: Path) -> None:
+        result = subprocess.run(self.pip_command(output_dir), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BundlingError(
+                f"pip install -r {self.requirements} for python {self.python_version} on {self.platform} failed "
+                f"(exit {result.returncode}):\n{result.stderr.strip()[-4000:]}"
+            )
+
+
+def copy_tree(source: Path, dest: Path) -> None:
+    """Copy the package files of `source` into `dest` (no caches or bytecode)."""
+    for path in source_files(source):
+        target = dest / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+
+
+def _has_requirements(path: Path) -> bool:
+    if not path.is_file():
+        raise BundlingError(f"requirements file {path} does not exist")
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return any(lines)
+
+
+def local_bundling_options(bundler: PipLocalBundling) -> BundlingOptions:
+    """BundlingOptions that never reach Docker: CDK requires an image, which local bundling leaves unused."""
+    from aws_cdk import DockerImage
+
+    return BundlingOptions(image=DockerImage.from_registry("unused"), local=bundler)

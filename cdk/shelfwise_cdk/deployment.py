@@ -1,0 +1,95 @@
+"""Which deployment to synthesize: read from CDK context (`cdk.json` or `-c key=value`) into `Settings`.
+
+The context, not the shell environment, is the source: two synths of the same context give the same templates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Environment
+from pydantic import ValidationError
+
+from shelfwise.config import Settings
+
+#: CDK context keys and the `Settings` input they fill (by the name `Settings` accepts at construction).
+CONTEXT_KEYS: dict[str, str] = {
+    "shelfwise:env": "env",
+    "shelfwise:region": "SHELFWISE_REGION",
+    "shelfwise:lakeBucketName": "SHELFWISE_LAKE_BUCKET",
+    "shelfwise:onlineTableName": "SHELFWISE_ONLINE_TABLE",
+    "shelfwise:glueDatabaseName": "SHELFWISE_GLUE_DATABASE",
+    "shelfwise:churnModelGroup": "churn_model_group",
+}
+ACCOUNT_KEY = "shelfwise:account"
+
+
+class DeploymentContextError(ValueError):
+    """A context value is malformed; the message names the context key."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment: the shared settings, the target account (None = any) and where the sources are."""
+
+    settings: Settings
+    account: str | None
+    sources: SourceLayout
+
+    @property
+    def environment(self) -> Environment:
+        """Region always explicit (image URIs and service principals depend on it); account optional."""
+        return Environment(account=self.account, region=self.settings.region)
+
+    def stack_name(self, concern: str) -> str:
+        return self.settings.resource_name(concern)
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """Where the code that the stacks ship lives in the repository."""
+
+    root: Path
+
+    @property
+    def library(self) -> Path:
+        return self.root / "shelfwise"
+
+    @property
+    def glue_jobs(self) -> Path:
+        return self.root / "glue_jobs"
+
+    @property
+    def churn_lambda(self) -> Path:
+        return self.root / "lambdas" / "churn"
+
+    @property
+    def churn_sagemaker(self) -> Path:
+        return self.root / "sagemaker" / "churn"
+
+
+def deployment_from_context(try_get_context: Callable[[str], Any], root: Path) -> Deployment:
+    """Build the deployment from context values; unset keys take the `Settings` defaults."""
+    values = {name: try_get_context(key) for key, name in CONTEXT_KEYS.items()}
+    inputs = {name: value for name, value in values.items() if value not in (None, "")}
+    try:
+        # model_validate skips the environment sources: the synthesized templates depend on the context only.
+        cfg = Settings.model_validate(inputs)
+    except ValidationError as exc:
+        raise DeploymentContextError(_describe(exc, inputs)) from None
+    account = try_get_context(ACCOUNT_KEY)
+    if account not in (None, "") and not (isinstance(account, str) and account.isdigit() and len(account) == 12):
+        raise DeploymentContextError(f"context {ACCOUNT_KEY}={account!r}: expected a 12-digit AWS account id")
+    return Deployment(settings=cfg, account=account or None, sources=SourceLayout(root))
+
+
+def _describe(exc: ValidationError, inputs: dict[str, Any]) -> str:
+    key_for = {name: key for key, name in CONTEXT_KEYS.items()}
+    problems = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        problems.append(f"context {key_for.get(name, name)}={inputs.get(name)!r}: {err['msg']}")
+    return "invalid Shelfwise deployment context: " + "; ".join(problems)
