@@ -19,13 +19,13 @@ from shelfwise_cdk.application import (
     library_churn_pipeline_code,
     new_app,
 )
-from shelfwise_cdk.deployment import deployment_from_context
+from shelfwise_cdk.deployment import cdk_json_context, deployment_from_context
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    app = new_app()
+    app = new_app(context=cdk_json_context(REPO_ROOT / "cdk.json"))
     deployment = deployment_from_context(app.node.try_get_context, REPO_ROOT)
     build_stacks(app, deployment, library_churn_pipeline_code())
     add_security_checks(app)

@@ -5,6 +5,7 @@ The context, not the shell environment, is the source: two synths of the same co
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,19 @@ class SourceLayout:
     @property
     def churn_sagemaker(self) -> Path:
         return self.root / "sagemaker" / "churn"
+
+
+def cdk_json_context(path: Path) -> dict[str, Any]:
+    """The `context` of `cdk.json`, so that `python cdk/app.py` without the CDK CLI synthesizes the same deployment
+    (the CLI passes it, and `-c` overrides, in CDK_CONTEXT_JSON, which takes precedence)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DeploymentContextError(f"cannot read the context of {path}: {exc}") from None
+    context = data.get("context", {})
+    if not isinstance(context, dict):
+        raise DeploymentContextError(f"{path}: 'context' must be an object")
+    return context
 
 
 def deployment_from_context(try_get_context: Callable[[str], Any], root: Path) -> Deployment:

@@ -9,11 +9,11 @@ are CloudFormation tokens inside the JSON string; CDK turns the string into an `
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import ArnFormat, CfnOutput, Stack
+from aws_cdk import ArnFormat, CfnOutput, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
@@ -24,10 +24,10 @@ from shelfwise.config import Settings
 from shelfwise_cdk.nag import acknowledge_wildcards
 from shelfwise_cdk.stacks.data_lake import LakeRef
 
-#: Lake prefixes of the churn model: features in, models and predictions out, and the pipeline's working area
-#: (prepared splits, evaluation reports) between steps.
+#: Lake prefixes of the churn model (see `shelfwise.pipelines.churn`): features in; models, predictions, rejected
+#: rows (quarantine/churn-prepare/, quarantine/churn-batch-score/) and the per-execution working area out.
 READ_PREFIXES = ("features/churn/",)
-READ_WRITE_PREFIXES = ("models/churn/", "predictions/churn/", "pipelines/churn/")
+READ_WRITE_PREFIXES = ("models/churn/", "predictions/churn/", "pipelines/churn/", "quarantine/churn-")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,9 @@ class ChurnPipelineStack(Stack):
             model_package_group_name=cfg.churn_model_group,
             model_package_group_description=f"Shelfwise {cfg.env}: churn models that beat the baselines",
         )
-        self.role = self._role(cfg, lake.bucket(self))
+        role_name = cfg.resource_name("churn-pipeline")
+        self.role = self._role(cfg, role_name, lake.bucket(self))
+        role_arn = self.format_arn(service="iam", region="", resource="role", resource_name=role_name)
         code_uris = {}
         for name, path in sorted(code_files.items()):
             if not path.is_file():
@@ -79,15 +81,16 @@ class ChurnPipelineStack(Stack):
                 self.role,
                 resources={asset.bucket.arn_for_objects("*"): "CDK's asset bucket names objects by content hash."},
             )
-        body = definition(
+        body = definition_with_tokens(
+            definition,
             PipelineDefinitionInputs(
                 pipeline_name=self.pipeline_name,
-                role_arn=self.role.role_arn,
+                role_arn=role_arn,
                 region=self.region,
                 bucket=lake.bucket_name,
                 model_package_group=cfg.churn_model_group,
                 code_uris=code_uris,
-            )
+            ),
         )
         self.pipeline = sagemaker.CfnPipeline(
             self,
@@ -96,11 +99,11 @@ class ChurnPipelineStack(Stack):
             pipeline_display_name=self.pipeline_name,
             pipeline_description=f"Shelfwise {cfg.env}: train, evaluate, gate, register and batch-score churn",
             pipeline_definition={"PipelineDefinitionBody": body},
-            role_arn=self.role.role_arn,
+            role_arn=role_arn,
         )
         self.pipeline.add_resource_dependency(self.model_package_group)
-        # The role alone is not enough: jobs start only once its policy exists.
-        self.pipeline.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        # The role and its policy (jobs start only once the policy exists); the ARN string references neither.
+        self.pipeline.node.add_dependency(self.role)
         CfnOutput(self, "PipelineName", value=self.pipeline_name)
         CfnOutput(self, "ModelPackageGroupName", value=cfg.churn_model_group)
 
@@ -108,10 +111,11 @@ class ChurnPipelineStack(Stack):
     def pipeline_arn(self) -> str:
         return self.format_arn(service="sagemaker", resource="pipeline", resource_name=self.pipeline_name)
 
-    def _role(self, cfg: Settings, lake_bucket: s3.IBucket) -> iam.Role:
+    def _role(self, cfg: Settings, role_name: str, lake_bucket: s3.IBucket) -> iam.Role:
         role = iam.Role(
             self,
             "ExecutionRole",
+            role_name=role_name,
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"Shelfwise {cfg.env}: churn pipeline and the jobs it starts",
         )
@@ -141,7 +145,7 @@ class ChurnPipelineStack(Stack):
 
     def _statements(self, cfg: Settings, role: iam.Role) -> list[iam.PolicyStatement]:
         group = cfg.churn_model_group
-        jobs = [self._sagemaker_arn(kind, "*") for kind in ("processing-job", "training-job", "transform-job", "model")]
+        jobs = [self._sagemaker_arn(kind, "*") for kind in ("processing-job", "training-job")]
         logs = self.format_arn(
             service="logs",
             resource="log-group",
@@ -152,7 +156,7 @@ class ChurnPipelineStack(Stack):
         acknowledge_wildcards(
             role,
             resources={
-                **dict.fromkeys(jobs, "SageMaker Pipelines names each job and model per execution."),
+                **dict.fromkeys(jobs, "SageMaker Pipelines names each processing and training job per execution."),
                 self._sagemaker_arn("model-package", f"{group}/*"): "Versions of the churn model package group only.",
                 logs: "SageMaker writes job logs to per-job streams under /aws/sagemaker/.",
                 "*": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource ARNs "
@@ -170,12 +174,6 @@ class ChurnPipelineStack(Stack):
                     "sagemaker:CreateTrainingJob",
                     "sagemaker:DescribeTrainingJob",
                     "sagemaker:StopTrainingJob",
-                    "sagemaker:CreateTransformJob",
-                    "sagemaker:DescribeTransformJob",
-                    "sagemaker:StopTransformJob",
-                    "sagemaker:CreateModel",
-                    "sagemaker:DescribeModel",
-                    "sagemaker:DeleteModel",
                     "sagemaker:AddTags",
                 ],
                 resources=jobs,
@@ -226,6 +224,49 @@ class ChurnPipelineStack(Stack):
 
     def _sagemaker_arn(self, resource: str, name: str) -> str:
         return self.format_arn(service="sagemaker", resource=resource, resource_name=name)
+
+
+#: Marks the stand-ins for tokens; none may survive into a definition.
+_PLACEHOLDER = "shelfwise-placeholder"
+_PLACEHOLDER_ACCOUNT = "000000000000"
+
+
+def definition_with_tokens(definition: DefinitionFactory, inputs: PipelineDefinitionInputs) -> str:
+    """Call `definition` with plain stand-ins for every value holding a CDK token, then put the tokens back.
+
+    The SageMaker SDK parses what it is given (`urlparse` on code URIs, a role lookup unless the value starts with
+    `arn:`), and token strings (`${Token[...]}`) are neither URLs nor ARNs. Stand-ins have the shape of the real
+    value; a stand-in that the SDK took apart (and so cannot be swapped back) fails the synth.
+    """
+    swaps: dict[str, str] = {}
+
+    def stand_in(real: str, placeholder: str) -> str:
+        if not Token.is_unresolved(real):
+            return real
+        swaps[placeholder] = real
+        return placeholder
+
+    for name, value in (("pipeline_name", inputs.pipeline_name), ("region", inputs.region)):
+        if Token.is_unresolved(value):
+            raise ValueError(f"the pipeline's {name} must be a plain value, got a token: {value}")
+    plain = replace(
+        inputs,
+        role_arn=stand_in(inputs.role_arn, f"arn:aws:iam::{_PLACEHOLDER_ACCOUNT}:role/{_PLACEHOLDER}-role"),
+        bucket=stand_in(inputs.bucket, f"{_PLACEHOLDER}-bucket"),
+        code_uris={
+            key: stand_in(uri, f"s3://{_PLACEHOLDER}-code-{index}/{key}")
+            for index, (key, uri) in enumerate(sorted(inputs.code_uris.items()))
+        },
+    )
+    body = definition(plain)
+    for placeholder in sorted(swaps, key=len, reverse=True):
+        body = body.replace(placeholder, swaps[placeholder])
+    if _PLACEHOLDER in body or _PLACEHOLDER_ACCOUNT in body:
+        raise ValueError(
+            "the pipeline definition splits a deployment value (role ARN, bucket or code URI) into parts, so its "
+            "CloudFormation tokens cannot be restored; pass such values through whole"
+        )
+    return body
 
 
 def _construct_id(name: str) -> str:
