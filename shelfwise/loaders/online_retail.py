@@ -254,14 +254,15 @@ def parse(raw: pd.DataFrame) -> _Parsed:
         stock_code=raw["StockCode"].str.strip().str.upper(),
         quantity=quantity,
         price=price,
-        ts=_to_naive_utc(raw["InvoiceDate"]),
+        ts=to_naive_utc(raw["InvoiceDate"]),
         customer=customer,
         customer_ok=customer_ok,
         country=raw["Country"].str.strip(),
     )
 
 
-def _to_naive_utc(local_text: pd.Series) -> pd.Series:
+def to_naive_utc(local_text: pd.Series) -> pd.Series:
+    """UK wall-clock text -> naive UTC; NaT where the text is not a date and time."""
     local = pd.to_datetime(local_text, format="ISO8601", errors="coerce")
     first_occurrence = np.ones(len(local), dtype=bool)
     utc = local.dt.tz_localize(SOURCE_TZ, ambiguous=first_occurrence, nonexistent="shift_forward").dt.tz_convert("UTC")
