@@ -40,7 +40,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", type=Path, default=BASE / "model", help="holds model.tar.gz or its files")
     parser.add_argument("--features-dir", type=Path, default=BASE / "input" / "features")
-    parser.add_argument("--output-dir", type=Path, default=BASE / "predictions")
+    parser.add_argument("--predictions-dir", type=Path, default=BASE / "predictions")
     parser.add_argument("--quarantine-dir", type=Path, default=BASE / "quarantine")
     parser.add_argument("--batch-rows", type=int, default=200_000)
     return parser.parse_args(argv)
@@ -110,8 +110,8 @@ def main(argv: list[str]) -> None:
     missing = [name for name in features if name not in latest.columns]
     if missing:
         raise SystemExit(f"serving features lack the model's features {missing}")
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(args.output_dir / "predictions.parquet", PREDICTION_SCHEMA, compression="zstd") as writer:
+    args.predictions_dir.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(args.predictions_dir / "predictions.parquet", PREDICTION_SCHEMA, compression="zstd") as writer:
         for start in range(0, len(latest), args.batch_rows):
             rows = latest.iloc[start : start + args.batch_rows]
             probabilities, contributions = score(booster, features, rows)

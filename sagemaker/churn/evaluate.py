@@ -34,7 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, default=BASE / "model", help="holds model.tar.gz or its files")
     parser.add_argument("--train-dir", type=Path, default=BASE / "train")
     parser.add_argument("--test-dir", type=Path, default=BASE / "test")
-    parser.add_argument("--output-dir", type=Path, default=BASE / "evaluation")
+    parser.add_argument("--evaluation-dir", type=Path, default=BASE / "evaluation")
     return parser.parse_args(argv)
 
 
@@ -115,8 +115,8 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         report = evaluate(args.model_dir, read_split(args.train_dir), read_split(args.test_dir), Path(scratch))
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "evaluation.json").write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+    args.evaluation_dir.mkdir(parents=True, exist_ok=True)
+    (args.evaluation_dir / "evaluation.json").write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
     print(json.dumps(report))
 
 
