@@ -30,7 +30,7 @@ class BundleSource:
 
 @jsii.implements(ILocalBundling)
 class PipLocalBundling:
-    """`ILocalBundling` that copies `sources` and installs `requirements` for `python_version` on `platform`."""
+    """`ILocalBundling` that copies `sources` and installs `requirements` for `python_version` on `platforms`."""
 
     def __init__(
         self,
@@ -38,12 +38,14 @@ class PipLocalBundling:
         sources: Sequence[BundleSource],
         requirements: Path | None = None,
         python_version: str = "3.12",
-        platform: str = "manylinux2014_x86_64",
+        platforms: Sequence[str] = ("manylinux2014_x86_64",),
     ) -> None:
         self.sources = tuple(sources)
         self.requirements = requirements
         self.python_version = python_version
-        self.platform = platform
+        if not platforms:
+            raise ValueError("at least one wheel platform is needed")
+        self.platforms = tuple(platforms)
 
     def try_bundle(self, output_dir: str, **_options: object) -> bool:
         """Called by CDK with the asset's output folder; returns True because it always bundles (or raises)."""
@@ -66,8 +68,7 @@ class PipLocalBundling:
             "--quiet",
             "--disable-pip-version-check",
             "--no-compile",
-            "--platform",
-            self.platform,
+            *(arg for platform in self.platforms for arg in ("--platform", platform)),
             "--implementation",
             "cp",
             "--only-binary=:all:",
@@ -82,8 +83,9 @@ class PipLocalBundling:
     def _pip_install(self, output_dir: Path) -> None:
         result = subprocess.run(self.pip_command(output_dir), capture_output=True, text=True, check=False)
         if result.returncode != 0:
+            platforms = ", ".join(self.platforms)
             raise BundlingError(
-                f"pip install -r {self.requirements} for python {self.python_version} on {self.platform} failed "
+                f"pip install -r {self.requirements} for python {self.python_version} on {platforms} failed "
                 f"(exit {result.returncode}):\n{result.stderr.strip()[-4000:]}"
             )
 

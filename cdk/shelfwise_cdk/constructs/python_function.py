@@ -18,7 +18,9 @@ from shelfwise_cdk.packaging import tree_hash
 
 PYTHON_VERSION = "3.12"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
-PLATFORM = "manylinux2014_x86_64"
+#: Wheel platforms the Lambda runtime (Amazon Linux 2023, glibc 2.34, x86_64) can load; newer wheels (xgboost 3,
+#: for one) are tagged manylinux_2_28 only.
+PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64")
 
 
 class ShelfwisePythonFunction(Construct):
@@ -48,6 +50,8 @@ class ShelfwisePythonFunction(Construct):
         super().__init__(scope, construct_id)
         if not code_dir.is_dir():
             raise FileNotFoundError(f"Lambda code folder {code_dir} does not exist")
+        if requirements is not None and not requirements.is_file():
+            raise FileNotFoundError(f"Lambda requirements file {requirements} does not exist")
         self.log_group = logs.LogGroup(
             self, "Logs", encryption_key=log_key, retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )
@@ -83,12 +87,12 @@ def bundled_code(code_dir: Path, library_dirs: Sequence[Path], requirements: Pat
         sources=[BundleSource(code_dir), *(BundleSource(d, d.name) for d in library_dirs)],
         requirements=requirements,
         python_version=PYTHON_VERSION,
-        platform=PLATFORM,
+        platforms=PLATFORMS,
     )
     fingerprint = tree_hash([code_dir, *library_dirs], [requirements] if requirements else [])
     return lambda_.Code.from_asset(
         str(code_dir),
-        asset_hash=f"{fingerprint}-py{PYTHON_VERSION}-{PLATFORM}",
+        asset_hash=f"{fingerprint}-py{PYTHON_VERSION}-{'-'.join(PLATFORMS)}",
         asset_hash_type=AssetHashType.CUSTOM,
         bundling=local_bundling_options(bundler),
     )

@@ -1,7 +1,8 @@
-"""Churn API stack: `GET /customers/{customer_id}/churn` and `POST /churn/score` on an API Gateway REST API,
-proxied to one Lambda function (`lambdas/churn/app.handler`).
+"""Churn API stack: `GET /customers/{customer_id}/churn`, `POST /churn/score` and `GET /churn/swagger` on an API
+Gateway REST API, proxied to one Lambda function (`lambdas/churn/app.handler`).
 
-Callers authenticate with an API key tied to a throttled usage plan. API Gateway validates path parameters and the
+Callers authenticate with an API key tied to a throttled usage plan; only the Swagger page (documentation, no data)
+is open, so that a browser can load it. API Gateway validates path parameters and the
 POST body's shape before the function runs and answers bad requests in the API's error format
 (`{"error": {"code", "message"}}`); the function validates values (feature ranges) and names the field. Access logs
 go to a KMS-encrypted log group; 5XX errors, p99 latency and function errors raise alarms on an encrypted SNS topic.
@@ -18,6 +19,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -84,7 +86,7 @@ class ChurnApiStack(Stack):
             log_key=self.key,
             description=f"Shelfwise {cfg.env}: churn scores by customer and what-if scoring",
         )
-        self._grant_reads(lake.bucket(self), online_table)
+        self._grant_reads(cfg, lake.bucket(self), online_table)
         self.api = self._rest_api(cfg, limits)
         self._routes(self.api)
         self._error_responses(self.api)
@@ -154,10 +156,18 @@ class ChurnApiStack(Stack):
             request_parameters={"method.request.path.customer_id": True},
             request_validator=validator,
         )
-        api.root.add_resource("churn").add_resource("score").add_method(
+        churn = api.root.add_resource("churn")
+        churn.add_resource("score").add_method(
             "POST",
             integration,
             request_models={"application/json": score_model},
+            request_validator=validator,
+        )
+        churn.add_resource("swagger").add_method(
+            "GET",
+            integration,
+            api_key_required=False,
+            request_parameters={"method.request.querystring.format": False},
             request_validator=validator,
         )
 
@@ -221,11 +231,22 @@ class ChurnApiStack(Stack):
             alarm.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
         return alarms
 
-    def _grant_reads(self, lake_bucket: s3.IBucket, online_table: dynamodb.ITable) -> None:
-        """Model artifacts and the online table, read-only; nothing else of the lake."""
+    def _grant_reads(self, cfg: Settings, lake_bucket: s3.IBucket, online_table: dynamodb.ITable) -> None:
+        """Read-only: the registry entries and artifacts of the churn model, and the online table."""
         role = self.handler.role
         lake_bucket.grant_read(role, f"{MODEL_PREFIX}*")
         online_table.grant_read_data(role)
+        packages = self.format_arn(
+            service="sagemaker", resource="model-package", resource_name=f"{cfg.churn_model_group}/*"
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="FindApprovedChurnModel", actions=["sagemaker:DescribeModelPackage"], resources=[packages]
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(sid="ListChurnModels", actions=["sagemaker:ListModelPackages"], resources=["*"])
+        )
         acknowledge_wildcards(
             role,
             actions={
@@ -235,7 +256,9 @@ class ChurnApiStack(Stack):
             },
             resources={
                 lake_bucket.arn_for_objects(f"{MODEL_PREFIX}*"): "Model artifacts of the churn model only.",
-                "*": "X-Ray PutTraceSegments/PutTelemetryRecords support no resource ARNs.",
+                packages: "Versions of the churn model package group only.",
+                "*": "X-Ray PutTraceSegments/PutTelemetryRecords and sagemaker:ListModelPackages support no "
+                "resource ARNs.",
             },
         )
 
@@ -281,22 +304,23 @@ def function_environment(cfg: Settings, bucket_name: str, table_name: str) -> di
 
 
 def score_request_schema() -> apigw.JsonSchema:
-    """The POST body's shape (draft 4): a `features` object of numbers named like the churn feature set.
+    """The POST body's shape (draft 4), as the handler's `WhatIfRequest`: `{"features": {<feature>: number}}`.
 
-    Ranges are left to the function, which answers with the offending field's name.
+    API Gateway rejects wrong shapes and types before the function runs; missing features and out-of-range values
+    are left to the function, which names the offending field in its answer.
     """
+    kinds = {"int": apigw.JsonSchemaType.INTEGER, "float": apigw.JsonSchemaType.NUMBER}
     return apigw.JsonSchema(
         schema=apigw.JsonSchemaVersion.DRAFT4,
         title="ScoreRequest",
         type=apigw.JsonSchemaType.OBJECT,
         required=["features"],
+        additional_properties=False,
         properties={
-            "customer_id": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1, max_length=64),
             "features": apigw.JsonSchema(
                 type=apigw.JsonSchemaType.OBJECT,
-                properties={f.name: apigw.JsonSchema(type=apigw.JsonSchemaType.NUMBER) for f in FEATURES},
+                properties={f.name: apigw.JsonSchema(type=kinds[f.dtype]) for f in FEATURES},
                 additional_properties=False,
-                min_properties=1,
             ),
         },
     )

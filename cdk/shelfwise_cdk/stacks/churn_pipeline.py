@@ -184,7 +184,6 @@ class ChurnPipelineStack(Stack):
                     "sagemaker:CreateModelPackage",
                     "sagemaker:DescribeModelPackage",
                     "sagemaker:UpdateModelPackage",
-                    "sagemaker:ListModelPackages",
                     "sagemaker:DescribeModelPackageGroup",
                 ],
                 resources=[

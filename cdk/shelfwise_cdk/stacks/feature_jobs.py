@@ -1,5 +1,6 @@
 """Feature jobs stack: the Glue 5.0 jobs `curate_orders` (raw/ -> curated/ + quarantine/) and `customer_features`
-(curated/ -> features/churn/), their role, their security configuration and the shelfwise library they import.
+(curated/ + raw/ dimensions -> features/churn/), one least-privilege role each, their security configuration and
+the shelfwise library they import.
 
 The job scripts are the ones the local runtime runs on local Spark (`glue_jobs/*.py`); in Glue they receive `s3://`
 URIs of the lake instead of local folders. The `shelfwise` package ships as a zip through `--extra-py-files`;
@@ -34,47 +35,48 @@ GLUE_ADDITIONAL_MODULES = ("pydantic-settings==2.16.3",)
 
 @dataclass(frozen=True)
 class GlueJobSpec:
-    """One job: its script, the lake prefixes it reads and writes, and its arguments (values may hold `{bucket}`)."""
+    """One job: its script and description, and the lake prefixes behind its `--<name>` input and output arguments.
+
+    The role of the job may read exactly its input prefixes and read and write exactly its output prefixes.
+    """
 
     name: str
     script: str
     description: str
-    reads: Sequence[str]
-    writes: Sequence[str]
-    arguments: Mapping[str, str]
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+
+    def arguments(self, bucket: str) -> dict[str, str]:
+        return {f"--{arg}": f"s3://{bucket}/{prefix}" for arg, prefix in {**self.inputs, **self.outputs}.items()}
 
 
-#: The jobs of the churn feature chain, in run order. Arguments follow docs/contracts.md for the lake layout.
+#: The jobs of the churn feature chain in run order; arguments as the scripts in glue_jobs/ parse them and prefixes
+#: as docs/contracts.md lays out the lake.
 FEATURE_JOBS: tuple[GlueJobSpec, ...] = (
     GlueJobSpec(
         name="curate-orders",
         script="curate_orders.py",
         description="Schema-enforce and de-duplicate raw order lines; quarantine rejected rows with a reason",
-        reads=("raw/",),
-        writes=("curated/", "quarantine/"),
-        arguments={
-            "--raw_uri": "s3://{bucket}/raw/",
-            "--curated_uri": "s3://{bucket}/curated/",
-            "--quarantine_uri": "s3://{bucket}/quarantine/",
-        },
+        inputs={"input_path": "raw/order_lines/"},
+        outputs={"output_path": "curated/order_lines/", "quarantine_path": "quarantine/curate_orders/"},
     ),
     GlueJobSpec(
         name="customer-features",
         script="customer_features.py",
         description="Point-in-time churn features and labels per customer and cutoff",
-        reads=("raw/", "curated/"),
-        writes=("features/",),
-        arguments={
-            "--raw_uri": "s3://{bucket}/raw/",
-            "--curated_uri": "s3://{bucket}/curated/",
-            "--features_uri": "s3://{bucket}/features/",
+        inputs={
+            "orders_path": "curated/order_lines/",
+            "products_path": "raw/products/",
+            "customers_path": "raw/customers/",
+            "stockouts_path": "raw/stockouts/",
         },
+        outputs={"training_path": "features/churn/training/", "serving_path": "features/churn/serving/"},
     ),
 )
 
 
 class FeatureJobsStack(Stack):
-    """Glue jobs with a least-privilege role scoped to lake prefixes, and encryption of S3, logs and bookmarks."""
+    """Glue jobs with least-privilege roles scoped to lake prefixes, and encryption of S3, logs and bookmarks."""
 
     def __init__(
         self,
@@ -98,33 +100,32 @@ class FeatureJobsStack(Stack):
         )
         allow_cloudwatch_logs(self.key)
         self.security_configuration = self._security_configuration(cfg, lake.key)
-        self.role = self._role(cfg)
         bucket = lake.bucket(self)
-        self._grant_lake_prefixes(bucket, jobs)
         library = s3_assets.Asset(
             self, "Library", path=str(build_python_zip(library_packages, build_dir / "glue" / "shelfwise.zip"))
         )
         self.jobs: dict[str, ShelfwiseGlueJob] = {}
         for spec in jobs:
+            construct_id = _construct_id(spec.name)
+            role = self._role(cfg, construct_id, spec, bucket)
             job = ShelfwiseGlueJob(
                 self,
-                _construct_id(spec.name),
+                construct_id,
                 job_name=cfg.resource_name(spec.name),
                 script=glue_jobs_dir / spec.script,
-                role=self.role,
+                role=role,
                 security_configuration=self.security_configuration.ref,
                 libraries=[library],
                 additional_python_modules=GLUE_ADDITIONAL_MODULES,
-                arguments=_resolve(spec.arguments, lake.bucket_name)
-                | {"--SHELFWISE_ENV": cfg.env, "--glue_database": cfg.glue_database},
+                arguments=spec.arguments(lake.bucket_name),
                 description=spec.description,
             )
+            acknowledge_wildcards(
+                role,
+                resources={library.bucket.arn_for_objects("*"): "CDK's asset bucket names objects by content hash."},
+            )
             self.jobs[spec.name] = job
-            CfnOutput(self, f"{_construct_id(spec.name)}JobName", value=job.job_name)
-        acknowledge_wildcards(
-            self.role,
-            resources={library.bucket.arn_for_objects("*"): "CDK's asset bucket names objects by content hash."},
-        )
+            CfnOutput(self, f"{construct_id}JobName", value=job.job_name)
 
     def _security_configuration(self, cfg: Settings, lake_key: kms.IKey) -> glue.CfnSecurityConfiguration:
         sc = glue.CfnSecurityConfiguration
@@ -144,39 +145,15 @@ class FeatureJobsStack(Stack):
             ),
         )
 
-    def _grant_lake_prefixes(self, bucket: s3.IBucket, jobs: Sequence[GlueJobSpec]) -> None:
-        reads = sorted({p for spec in jobs for p in spec.reads})
-        writes = sorted({p for spec in jobs for p in spec.writes})
-        for prefix in reads:
-            bucket.grant_read(self.role, f"{prefix}*")
-        for prefix in writes:
-            bucket.grant_read_write(self.role, f"{prefix}*")
-        acknowledge_wildcards(
-            self.role,
-            actions={
-                "s3:GetObject*": "Object reads (data, version, tagging) limited to the jobs' lake prefixes.",
-                "s3:GetBucket*": "Spark reads the lake bucket's location and versioning; lake bucket only.",
-                "s3:List*": "Spark lists input and output prefixes to plan reads and commits; lake bucket only.",
-                "s3:DeleteObject*": "Spark overwrites output partitions, deleting the objects it replaces.",
-                "s3:Abort*": "Spark aborts its failed multipart uploads of output files.",
-                "kms:GenerateDataKey*": "SSE-KMS writes to the lake and encrypted job logs need data keys.",
-                "kms:ReEncrypt*": "Part of the encrypt/decrypt grant on the lake and job keys only.",
-            },
-            resources={
-                bucket.arn_for_objects(f"{prefix}*"): f"Objects under the lake's {prefix} prefix, which the jobs "
-                + ("write" if prefix in writes else "read")
-                for prefix in sorted(set(reads) | set(writes))
-            },
-        )
-
-    def _role(self, cfg: Settings) -> iam.Role:
+    def _role(self, cfg: Settings, construct_id: str, spec: GlueJobSpec, bucket: s3.IBucket) -> iam.Role:
         role = iam.Role(
             self,
-            "JobRole",
+            f"{construct_id}Role",
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
-            description=f"Shelfwise {cfg.env}: Glue feature jobs",
+            description=f"Shelfwise {cfg.env}: Glue job {spec.name}",
         )
         self.key.grant_encrypt_decrypt(role)
+        _grant_lake_prefixes(role, spec, bucket)
         logs_arn = self.format_arn(
             service="logs",
             resource="log-group",
@@ -223,17 +200,46 @@ class FeatureJobsStack(Stack):
         )
         acknowledge_wildcards(
             role,
+            actions={
+                "kms:GenerateDataKey*": "SSE-KMS writes to the lake and encrypted job logs need data keys.",
+                "kms:ReEncrypt*": "Part of the encrypt/decrypt grant on the lake and job keys only.",
+            },
             resources={
                 "*": "cloudwatch:PutMetricData supports no resource ARNs; the policy limits it to the Glue namespace.",
                 logs_arn: "Glue creates a log group and streams per job run under /aws-glue/.",
-                tables: "The jobs register and update tables of the Shelfwise database only.",
+                tables: "The jobs may register and update tables of the Shelfwise database only.",
             },
         )
         return role
 
 
-def _resolve(arguments: Mapping[str, str], bucket: str) -> dict[str, str]:
-    return {name: value.replace("{bucket}", bucket) for name, value in arguments.items()}
+def _grant_lake_prefixes(role: iam.Role, spec: GlueJobSpec, bucket: s3.IBucket) -> None:
+    """Read on the inputs, read and write on the outputs (Spark lists and replaces what it writes)."""
+    for prefix in spec.inputs.values():
+        bucket.grant_read(role, f"{prefix}*")
+    for prefix in spec.outputs.values():
+        bucket.grant_read_write(role, f"{prefix}*")
+    acknowledge_wildcards(
+        role,
+        actions={
+            "s3:GetObject*": "Object reads (data, version, tagging) limited to the job's lake prefixes.",
+            "s3:GetBucket*": "Spark reads the lake bucket's location and versioning; lake bucket only.",
+            "s3:List*": "Spark lists input and output prefixes to plan reads and commits; lake bucket only.",
+            **(
+                {
+                    "s3:DeleteObject*": "Spark overwrites output partitions, deleting the objects it replaces.",
+                    "s3:Abort*": "Spark aborts its failed multipart uploads of output files.",
+                }
+                if spec.outputs
+                else {}
+            ),
+        },
+        resources={
+            bucket.arn_for_objects(f"{prefix}*"): f"Objects under {prefix}, a {kind} of the job only."
+            for kind, prefixes in (("input", spec.inputs), ("output", spec.outputs))
+            for prefix in prefixes.values()
+        },
+    )
 
 
 def _construct_id(job_name: str) -> str:
