@@ -1,0 +1,246 @@
+"""The churn handler with real API Gateway proxy events against a moto server holding the artifact and the store."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from shelfwise.bench.serving import ServingWorld
+from shelfwise.churn_features import FEATURE_NAMES, FEATURES
+from shelfwise.config import settings
+from shelfwise.local_api import LocalLambdaContext, load_lambda, proxy_event
+
+CONTEXT = LocalLambdaContext(function_name="churn-test")
+
+
+def typed(features: dict[str, float]) -> dict[str, Any]:
+    return {f.name: int(features[f.name]) if f.dtype == "int" else features[f.name] for f in FEATURES}
+
+
+def row_of(world: ServingWorld, customer_id: str) -> np.ndarray:
+    return np.asarray([[world.rows[customer_id][n] for n in FEATURE_NAMES]], dtype=np.float32)
+
+
+def test_known_customer_gets_reasons_whose_contributions_add_up_to_the_logit(invoke: Any, world: ServingWorld) -> None:
+    customer_id = sorted(world.rows)[5]
+    status, _, body = invoke.get_churn(customer_id)
+
+    assert status == 200
+    assert body["customer_id"] == customer_id
+    assert body["cold_start"] is False
+    assert body["model_version"] == "v-test"
+    assert body["risk_band"] in {"low", "medium", "high"}
+    contributions = world.booster.predict(
+        xgb.DMatrix(row_of(world, customer_id), feature_names=list(FEATURE_NAMES)), pred_contribs=True
+    )[0]
+    logit = math.log(body["probability"] / (1 - body["probability"]))
+    assert float(contributions.sum(dtype=np.float64)) == pytest.approx(logit, abs=1e-4)
+    # The reasons are the largest positive contributions, largest first, with the stored feature values.
+    expected = sorted(((c, n) for n, c in zip(FEATURE_NAMES, contributions[:-1], strict=True) if c > 0), reverse=True)[
+        :3
+    ]
+    assert [r["feature"] for r in body["reasons"]] == [n for _, n in expected]
+    for reason, (contribution, name) in zip(body["reasons"], expected, strict=True):
+        assert reason["contribution"] == pytest.approx(float(contribution), abs=1e-6)
+        assert reason["value"] == pytest.approx(world.rows[customer_id][name], rel=1e-6)
+
+
+def test_probability_matches_the_raw_model(invoke: Any, world: ServingWorld) -> None:
+    customer_id = sorted(world.rows)[17]
+    _, _, body = invoke.get_churn(customer_id)
+    assert body["probability"] == pytest.approx(float(world.booster.inplace_predict(row_of(world, customer_id))[0]))
+
+
+def test_risk_band_follows_the_artifact_thresholds(invoke: Any, world: ServingWorld) -> None:
+    for customer_id in sorted(world.rows)[:40]:
+        _, _, body = invoke.get_churn(customer_id)
+        p = body["probability"]
+        assert body["risk_band"] == ("high" if p >= 0.6 else "low" if p < 0.3 else "medium")
+
+
+def test_cold_start_customer_gets_the_population_prior(invoke: Any, world: ServingWorld) -> None:
+    status, _, body = invoke.get_churn(world.cold_customers[0])
+    assert status == 200
+    assert body["cold_start"] is True
+    assert body["reasons"] == []
+    assert body["probability"] == pytest.approx(world.base_rate)
+
+
+def test_unknown_customer_is_404_naming_the_field(invoke: Any) -> None:
+    status, _, body = invoke.get_churn("C999999")
+    invoke.assert_client_error(status, body)
+    assert status == 404
+    assert body["error"]["code"] == "customer_not_found"
+    assert body["error"]["field"] == "customer_id"
+
+
+@pytest.mark.parametrize("customer_id", ["-starts-with-dash", "has space", "x" * 65, "semi;colon"])
+def test_malformed_customer_id_is_422(invoke: Any, customer_id: str) -> None:
+    status, _, body = invoke.get_churn(customer_id)
+    invoke.assert_client_error(status, body)
+    assert status == 422
+    assert body["error"]["field"] == "customer_id"
+
+
+def test_what_if_equals_the_raw_xgboost_prediction(invoke: Any, world: ServingWorld) -> None:
+    customer_id = sorted(world.rows)[3]
+    status, _, body = invoke.score(json.dumps({"features": typed(world.rows[customer_id])}))
+    assert status == 200
+    assert body["probability"] == pytest.approx(float(world.booster.inplace_predict(row_of(world, customer_id))[0]))
+    assert body["model_version"] == "v-test"
+    assert all(r["contribution"] > 0 for r in body["reasons"])
+
+
+def test_what_if_changes_with_the_payload(invoke: Any, world: ServingWorld) -> None:
+    features = typed(world.rows[sorted(world.rows)[3]])
+    _, _, recent = invoke.score(json.dumps({"features": features | {"recency_days": 1}}))
+    _, _, lapsed = invoke.score(json.dumps({"features": features | {"recency_days": 400}}))
+    # The synthetic labels rise with recency, so the model must too.
+    assert lapsed["probability"] > recent["probability"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"recency_days": -1}, "features.recency_days"),
+        ({"recency_days": 2.5}, "features.recency_days"),
+        ({"discount_share": 1.5}, "features.discount_share"),
+        ({"monetary": "12"}, "features.monetary"),
+        ({"frequency": True}, "features.frequency"),
+        ({"surprise": 1}, "features.surprise"),
+    ],
+)
+def test_what_if_rejects_a_bad_feature_naming_it(
+    invoke: Any, world: ServingWorld, change: dict[str, Any], field: str
+) -> None:
+    features = typed(world.rows[sorted(world.rows)[0]]) | change
+    status, _, body = invoke.score(json.dumps({"features": features}))
+    invoke.assert_client_error(status, body)
+    assert status == 422
+    assert body["error"]["field"] == field
+
+
+def test_what_if_requires_every_feature(invoke: Any, world: ServingWorld) -> None:
+    features = typed(world.rows[sorted(world.rows)[0]])
+    del features["online_share"]
+    status, _, body = invoke.score(json.dumps({"features": features}))
+    assert status == 422
+    assert body["error"]["field"] == "features.online_share"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        ('{"features": ', "application/json", 400, "malformed_json"),
+        ("[" * 5000 + "]" * 5000, "application/json", 400, "malformed_json"),
+        ('{"features": {"recency_days": ' + "9" * 5000 + "}}", "application/json", 400, "malformed_json"),
+        ('{"features": {}}', "text/plain", 415, "unsupported_media_type"),
+        ("a=1&b=2", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        ("x" * 20_000, "application/json", 413, "payload_too_large"),
+        (None, "application/json", 422, "invalid_request"),
+    ],
+)
+def test_bad_bodies_get_4xx(invoke: Any, body: str | None, content_type: str, status: int, code: str) -> None:
+    got, _, answer = invoke.score(body, content_type)
+    invoke.assert_client_error(got, answer)
+    assert (got, answer["error"]["code"]) == (status, code)
+
+
+def test_binary_body_that_is_not_utf8_is_400(invoke: Any) -> None:
+    event = proxy_event("POST", "/churn/score", headers={"Content-Type": "application/json"}, body=b"\xff\xfe\x00")
+    assert event["isBase64Encoded"] is True
+    status, _, body = invoke(event)
+    invoke.assert_client_error(status, body)
+    assert status == 400
+
+
+def test_invalid_base64_is_400(invoke: Any) -> None:
+    event = proxy_event("POST", "/churn/score", headers={"Content-Type": "application/json"}, body="{}")
+    event["isBase64Encoded"] = True
+    event["body"] = "not base64!"
+    status, _, body = invoke(event)
+    invoke.assert_client_error(status, body)
+    assert body["error"]["code"] == "malformed_body"
+
+
+def test_base64_json_body_is_accepted(invoke: Any, world: ServingWorld) -> None:
+    payload = json.dumps({"features": typed(world.rows[sorted(world.rows)[0]])}).encode()
+    event = proxy_event("POST", "/churn/score", headers={"Content-Type": "application/json"}, body=payload)
+    event["isBase64Encoded"], event["body"] = True, base64.b64encode(payload).decode()
+    status, _, _ = invoke(event)
+    assert status == 200
+
+
+def test_wrong_method_is_405_with_allow(invoke: Any) -> None:
+    status, headers, body = invoke(proxy_event("DELETE", "/customers/C000001/churn"))
+    invoke.assert_client_error(status, body)
+    assert status == 405
+    assert headers["allow"] == ["GET"]
+    status, headers, _ = invoke(proxy_event("GET", "/churn/score"))
+    assert (status, headers["allow"]) == (405, ["POST"])
+
+
+def test_unknown_route_is_404(invoke: Any) -> None:
+    status, _, body = invoke(proxy_event("GET", "/customers"))
+    invoke.assert_client_error(status, body)
+    assert (status, body["error"]["code"]) == (404, "route_not_found")
+
+
+def test_openapi_document_lists_both_routes_with_error_shape(churn_app: ModuleType) -> None:
+    document = json.loads(churn_app.app.get_openapi_json_schema())
+    assert set(document["paths"]) >= {"/customers/{customer_id}/churn", "/churn/score"}
+    assert "ErrorOut" in document["components"]["schemas"]
+    feature_schema = document["components"]["schemas"]["FeatureValues"]
+    assert set(feature_schema["required"]) == set(FEATURE_NAMES)
+    assert feature_schema["additionalProperties"] is False
+
+
+def test_swagger_page_is_self_contained(invoke: Any) -> None:
+    response = invoke.module.handler(proxy_event("GET", "/churn/swagger"), CONTEXT)
+    assert response["statusCode"] == 200
+    assert "SwaggerUIBundle" in response["body"]
+    assert "cdn" not in response["body"].split("<script", 1)[0].lower()
+
+
+def test_model_is_loaded_once_per_container(world: ServingWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load_lambda("churn", fresh=True)
+    downloads = []
+    original = module.download_artifact
+
+    def counting(uri: str, dest: Any) -> Any:
+        downloads.append(uri)
+        return original(uri, dest)
+
+    monkeypatch.setattr(module, "download_artifact", counting)
+    for customer_id in sorted(world.rows)[:3]:
+        assert module.handler(_get_event(customer_id), CONTEXT)["statusCode"] == 200
+    assert downloads == [world.artifact_uri]
+
+
+def test_no_approved_model_is_503_not_a_crash(world: ServingWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHELFWISE_CHURN_MODEL_GROUP", "no-such-group")
+    settings.cache_clear()
+    try:
+        module = load_lambda("churn", fresh=True)
+        response = module.handler(_get_event(sorted(world.rows)[0]), CONTEXT)
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()
+    assert response["statusCode"] == 503
+    assert json.loads(response["body"])["error"]["code"] == "model_unavailable"
+
+
+def _get_event(customer_id: str) -> dict[str, Any]:
+    return proxy_event(
+        "GET",
+        f"/customers/{customer_id}/churn",
+        resource="/customers/{customer_id}/churn",
+        path_parameters={"customer_id": customer_id},
+    )
