@@ -43,8 +43,6 @@ from shelfwise.schemas import CUSTOMER_SCHEMA, ORDER_LINE_SCHEMA, PRODUCT_SCHEMA
 KIND = "online-retail"
 GENERATOR_VERSION = "shelfwise.loaders.online_retail/1"
 COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
-#: Columns that must hold a value on every row (Description may be empty: it is not needed to load a line).
-REQUIRED_VALUES = ["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice", "Country"]
 SOURCE_TZ = "Europe/London"
 DISCONTINUED_AFTER_DAYS = 90
 
@@ -286,6 +284,9 @@ def load_online_retail(source: Path, out_dir: Path) -> LoadReport:
     raw = read_source(source)
     parsed = parse(raw)
     rule, reason = classify(parsed)
+    loaded = rule == ""
+    if not loaded.any():
+        raise ValueError(f"{source}: none of its {len(raw):,} rows can be loaded")
     prepare_out_dir(out_dir)
     counts: dict[str, int] = {}
     for spec in RULES:
@@ -293,7 +294,6 @@ def load_online_retail(source: Path, out_dir: Path) -> LoadReport:
         counts[spec.name] = int(selected.sum())
         if counts[spec.name]:
             write_quarantine(out_dir, spec.name, raw[selected].assign(reason=reason[selected]))
-    loaded = rule == ""
     lines = _order_lines(parsed, loaded)
     manifest = Manifest(
         kind=KIND,
@@ -323,7 +323,7 @@ def load_online_retail(source: Path, out_dir: Path) -> LoadReport:
 
 def _order_lines(p: _Parsed, loaded: pd.Series) -> pd.DataFrame:
     """The loaded rows as order lines plus `country`, `description` and `source_row` (for the dimensions)."""
-    line_no = p.raw.groupby("InvoiceNo", sort=False).cumcount() + 1
+    line_no = p.invoice.groupby(p.invoice, sort=False).cumcount() + 1
     frame = pd.DataFrame(
         {
             "order_id": p.invoice,

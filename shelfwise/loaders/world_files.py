@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import pyarrow.parquet as pq
 from shelfwise.schemas import SCHEMA_VERSION
 
 QUARANTINE_DIR = "quarantine"
+#: The folders of a world (docs/contracts.md), emptied before a load writes a new world in their place.
+WORLD_DIRS = ("order_lines", "clickstream", "images", "truth", QUARANTINE_DIR)
 
 
 class MissingColumnsError(ValueError):
@@ -84,9 +87,12 @@ class Manifest:
 
 
 def prepare_out_dir(out_dir: Path) -> None:
-    """Create `out_dir`, removing the files a previous load wrote there so that nothing stale survives."""
+    """Create `out_dir` or empty the world in it; refuse a non-empty folder that holds no world."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
+        raise ValueError(f"{out_dir} is not empty and holds no world (no manifest.json); refusing to write into it")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for pattern in ("*.parquet", "order_lines/*.parquet", "images/*.png", f"{QUARANTINE_DIR}/*.parquet"):
-        for stale in out_dir.glob(pattern):
-            stale.unlink()
-    (out_dir / "manifest.json").unlink(missing_ok=True)
+    for entry in list(out_dir.iterdir()):
+        if entry.is_dir() and entry.name in WORLD_DIRS:
+            shutil.rmtree(entry)
+        elif entry.is_file() and (entry.suffix == ".parquet" or entry.name == "manifest.json"):
+            entry.unlink()

@@ -181,3 +181,24 @@ def test_uk_wall_clock_to_utc_across_daylight_saving_changes() -> None:
 )
 def test_categorise_by_description_keywords(description: str, expected: tuple[str, str]) -> None:
     assert categorise(description) == expected
+
+
+def test_refuses_to_write_into_a_folder_that_holds_no_world(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no world"):
+        load_online_retail(write_csv(tmp_path / "a.csv.gz", HEADER, ROWS), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv.gz", "notes.txt"]
+
+
+def test_loading_over_another_world_removes_its_folders(tmp_path: Path) -> None:
+    out = tmp_path / "world"
+    (out / "truth").mkdir(parents=True)
+    (out / "truth" / "demand.parquet").write_bytes(b"old")
+    (out / "manifest.json").write_text("{}")
+    load_online_retail(write_csv(tmp_path / "a.csv.gz", HEADER, ROWS), out)
+    assert not (out / "truth").exists()
+
+
+def test_a_file_with_no_loadable_row_fails(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="none of its 2 rows can be loaded"):
+        load_online_retail(write_csv(tmp_path / "a.csv.gz", HEADER, [ROWS[4], ROWS[8]]), tmp_path / "world")
