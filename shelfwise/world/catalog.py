@@ -35,39 +35,40 @@ class CategorySpec:
     texture: str  # image pattern
     hue: float  # image base hue (0..1)
     terms: tuple[str, ...]  # search words shoppers use
+    volume: float  # units sold relative to an average SKU (staples turn over fastest)
 
 
 CATEGORIES: tuple[CategorySpec, ...] = (
     CategorySpec("swimwear", "apparel", 0.06, 35, -2.0, 1.2, 1.3, 185, 0.5, 0.2, 0.3, 1.0, 1.25, 0.10, 0.1,
-                 0.10, "swimsuit", "stripes", 0.55, ("swimsuit", "bikini", "swimwear")),
+                 0.10, "swimsuit", "stripes", 0.55, ("swimsuit", "bikini", "swimwear"), 1.0),
     CategorySpec("outerwear", "apparel", 0.06, 120, -1.8, 1.2, 0.9, 335, 0.9, 0.6, 0.2, 1.0, 1.3, 0.10, 0.05,
-                 0.09, "jacket", "plain", 0.08, ("jacket", "coat", "parka")),
+                 0.09, "jacket", "plain", 0.08, ("jacket", "coat", "parka"), 0.6),
     CategorySpec("t-shirts", "apparel", 0.08, 18, -1.6, 1.2, 0.45, 170, 0.8, 0.5, 0.4, 1.0, 1.3, 0.10, 0.3,
-                 0.08, "shirt", "stripes", 0.0, ("t-shirt", "tee", "top")),
+                 0.08, "shirt", "stripes", 0.0, ("t-shirt", "tee", "top"), 1.3),
     CategorySpec("trousers", "apparel", 0.06, 55, -1.4, 1.1, 0.15, 270, 0.8, 0.4, 0.2, 1.0, 1.25, 0.10, 0.05,
-                 0.09, "trousers", "plain", 0.62, ("trousers", "jeans", "chinos")),
+                 0.09, "trousers", "plain", 0.62, ("trousers", "jeans", "chinos"), 0.9),
     CategorySpec("cleaning", "home", 0.07, 6, -0.7, 0.8, 0.12, 95, 0.2, 0.1, 0.2, 0.3, 1.2, 0.30, 0.6,
-                 0.01, "bottle", "plain", 0.33, ("detergent", "cleaner", "spray")),
+                 0.01, "bottle", "plain", 0.33, ("detergent", "cleaner", "spray"), 2.0),
     CategorySpec("kitchen", "home", 0.07, 30, -1.5, 0.9, 0.25, 345, 1.0, 0.8, 0.4, 1.0, 1.3, 0.10, 0.1,
-                 0.03, "pan", "plain", 0.0, ("pan", "pot", "cookware")),
+                 0.03, "pan", "plain", 0.0, ("pan", "pot", "cookware"), 0.8),
     CategorySpec("bedding", "home", 0.06, 45, -1.3, 1.0, 0.2, 300, 0.9, 0.5, 0.3, 1.0, 1.3, 0.10, 0.1,
-                 0.04, "pillow", "checks", 0.75, ("pillow", "duvet", "sheets")),
+                 0.04, "pillow", "checks", 0.75, ("pillow", "duvet", "sheets"), 0.9),
     CategorySpec("toys", "toys & games", 0.08, 25, -2.2, 1.0, 0.55, 355, 1.0, 1.0, 0.6, 1.0, 1.4, 0.10, 0.1,
-                 0.03, "ball", "dots", 0.15, ("toy", "ball", "plush")),
+                 0.03, "ball", "dots", 0.15, ("toy", "ball", "plush"), 1.2),
     CategorySpec("board games", "toys & games", 0.06, 30, -1.9, 1.0, 0.45, 350, 1.0, 0.9, 0.3, 0.8, 1.35, 0.10,
-                 0.05, 0.02, "box", "checks", 0.85, ("board game", "puzzle", "card game")),
+                 0.05, 0.02, "box", "checks", 0.85, ("board game", "puzzle", "card game"), 0.8),
     CategorySpec("pantry staples", "grocery staples", 0.1, 4, -0.5, 0.6, 0.04, 60, 0.1, 0.05, 0.5, 0.1, 1.15,
-                 0.35, 1.2, 0.005, "can", "plain", 0.1, ("pasta", "rice", "beans")),
+                 0.35, 1.2, 0.005, "can", "plain", 0.1, ("pasta", "rice", "beans"), 3.0),
     CategorySpec("beverages", "grocery staples", 0.07, 3, -0.8, 0.7, 0.3, 200, 0.2, 0.3, 0.5, 0.2, 1.2, 0.30,
-                 1.0, 0.005, "bottle", "stripes", 0.45, ("water", "soda", "juice")),
+                 1.0, 0.005, "bottle", "stripes", 0.45, ("water", "soda", "juice"), 3.0),
     CategorySpec("garden", "seasonal & outdoor", 0.06, 40, -1.7, 1.1, 1.0, 130, 0.3, 0.1, 0.9, 0.8, 1.3, 0.10,
-                 0.2, 0.03, "pot", "plain", 0.28, ("planter", "garden", "seeds")),
+                 0.2, 0.03, "pot", "plain", 0.28, ("planter", "garden", "seeds"), 1.0),
     CategorySpec("barbecue", "seasonal & outdoor", 0.04, 80, -2.0, 1.2, 1.3, 190, 0.4, 0.1, 0.5, 0.8, 1.3, 0.10,
-                 0.05, 0.04, "grill", "plain", 0.02, ("grill", "bbq", "charcoal")),
+                 0.05, 0.04, "grill", "plain", 0.02, ("grill", "bbq", "charcoal"), 0.8),
     CategorySpec("christmas decor", "seasonal & outdoor", 0.04, 20, -2.5, 1.0, 2.2, 350, 0.8, 1.2, 0.0, 0.2, 1.4,
-                 0.10, 0.4, 0.03, "tree", "dots", 0.36, ("christmas tree", "ornament", "lights")),
+                 0.10, 0.4, 0.03, "tree", "dots", 0.36, ("christmas tree", "ornament", "lights"), 0.9),
     CategorySpec("electronics accessories", "electronics", 0.09, 25, -2.3, 0.9, 0.25, 345, 1.3, 0.8, 0.1, 1.0,
-                 1.35, 0.10, 0.1, 0.06, "headphones", "plain", 0.67, ("headphones", "charger", "cable")),
+                 1.35, 0.10, 0.1, 0.06, "headphones", "plain", 0.67, ("headphones", "charger", "cable"), 1.2),
 )  # fmt: skip
 
 DEPARTMENTS: tuple[str, ...] = tuple(dict.fromkeys(c.department for c in CATEGORIES))
@@ -190,7 +191,8 @@ def build_products(spec: ScaleSpec, rng: np.random.Generator) -> Products:
     medians = np.array([CATEGORIES[c].price for c in category])
     raw_price = medians * np.exp(rng.normal(0.0, 0.35, size=n))
     base_price = np.where(raw_price >= 5, np.round(raw_price) - 0.01, np.round(raw_price * 20) / 20)
-    popularity = np.exp(rng.normal(0.0, 1.0, size=n))
+    volume = np.array([CATEGORIES[c].volume for c in category])
+    popularity = volume * np.exp(rng.normal(0.0, 1.0, size=n))
     launch, end = _lifecycles(n, spec.n_days, rng)
     ids = tuple(f"SKU{i + 1:05d}" for i in range(n))
     return Products(ids, category, brands, base_price.astype(np.float64), popularity, launch, end)
