@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 _CHILD = (
@@ -115,7 +115,7 @@ def command(
         for scale in wanted:
             task = bar.add_task(scale, total=1.0)
 
-            def show(stage: str, done: float, task: int = task, scale: str = scale) -> None:
+            def show(stage: str, done: float, task: TaskID = task, scale: str = scale) -> None:
                 bar.update(task, description=f"{scale}: {stage}", completed=done)
 
             results.append(_measure(scale, seed, Path(scratch), show))
