@@ -206,6 +206,8 @@ def dispatch(
     """Route one HTTP request to its handler through a proxy event, as API Gateway does."""
     parts = urlsplit(target)
     path = unquote(parts.path)
+    if path.startswith(f"/{STAGE}/"):  # invoke URLs of a deployed API carry the stage, as Powertools' Swagger page does
+        path = path[len(STAGE) + 1 :]
     matches = [(route, params) for route in routes if (params := route.match(path)) is not None]
     if not matches:
         return json_response(HTTPStatus.NOT_FOUND, error_body("route_not_found", f"no route {method} {path}"))

@@ -1,0 +1,154 @@
+"""The local API server: real HTTP requests through proxy events to the real churn handler."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shelfwise.bench.serving import ServingWorld
+from shelfwise.churn_features import FEATURES
+from shelfwise.local_api import LocalApi, Route, dispatch, proxy_event, start_local_api
+
+
+@pytest.fixture(scope="module")
+def api(world: ServingWorld) -> Iterator[LocalApi]:
+    with start_local_api(port=0) as running:
+        yield running
+
+
+def call(
+    api: LocalApi, method: str, path: str, body: bytes | None = None, content_type: str = "application/json"
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(api.url + path, data=body, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_known_customer_over_http(api: LocalApi, world: ServingWorld) -> None:
+    customer_id = sorted(world.rows)[0]
+    status, headers, body = call(api, "GET", f"/customers/{customer_id}/churn")
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    answer = json.loads(body)
+    assert answer["customer_id"] == customer_id
+    assert answer["model_version"] == "v-api"
+
+
+def test_stage_prefixed_path_reaches_the_same_route(api: LocalApi, world: ServingWorld) -> None:
+    customer_id = sorted(world.rows)[0]
+    assert call(api, "GET", f"/local/customers/{customer_id}/churn")[0] == 200
+
+
+def test_unknown_customer_over_http_is_404_json(api: LocalApi) -> None:
+    status, _, body = call(api, "GET", "/customers/C424242/churn")
+    assert status == 404
+    assert json.loads(body)["error"]["code"] == "customer_not_found"
+
+
+def test_what_if_over_http(api: LocalApi, world: ServingWorld) -> None:
+    row = world.rows[sorted(world.rows)[1]]
+    features = {f.name: int(row[f.name]) if f.dtype == "int" else row[f.name] for f in FEATURES}
+    status, _, body = call(api, "POST", "/churn/score", json.dumps({"features": features}).encode())
+    assert status == 200
+    assert 0 <= json.loads(body)["probability"] <= 1
+
+
+def test_bad_what_if_over_http_is_422_naming_the_field(api: LocalApi) -> None:
+    status, _, body = call(api, "POST", "/churn/score", b'{"features": {"recency_days": "soon"}}')
+    assert status == 422
+    assert json.loads(body)["error"]["field"] == "features.recency_days"
+
+
+def test_wrong_method_and_unknown_path(api: LocalApi) -> None:
+    status, headers, body = call(api, "DELETE", "/churn/score")
+    assert (status, headers["Allow"], json.loads(body)["error"]["code"]) == (405, "POST", "method_not_allowed")
+    status, _, body = call(api, "GET", "/nowhere")
+    assert (status, json.loads(body)["error"]["code"]) == (404, "route_not_found")
+
+
+def test_openapi_lists_both_paths(api: LocalApi) -> None:
+    status, headers, body = call(api, "GET", "/openapi.json")
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    document = json.loads(body)
+    assert {"/customers/{customer_id}/churn", "/churn/score"} <= set(document["paths"])
+    assert "post" in document["paths"]["/churn/score"]
+    assert "WhatIfRequest" in document["components"]["schemas"]
+
+
+def test_docs_page_and_its_assets_are_served_locally(api: LocalApi) -> None:
+    status, headers, page = call(api, "GET", "/docs")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert b'url: "/openapi.json"' in page
+    for asset in (b"/docs/swagger-ui-bundle.min.js", b"/docs/swagger-ui.min.css"):
+        assert asset in page
+        status, _, content = call(api, "GET", asset.decode())
+        assert status == 200
+        assert len(content) > 10_000
+
+
+def test_handler_swagger_route_works_through_the_server(api: LocalApi) -> None:
+    status, _, body = call(api, "GET", "/churn/swagger?format=json")
+    assert status == 200
+    assert "/churn/score" in json.loads(body)["paths"]
+
+
+class Recorder:
+    """A handler that records the proxy event it got and answers with a fixed response."""
+
+    def __init__(self, response: dict[str, Any] | None = None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.response = response or {"statusCode": 200, "headers": {"X-Test": "1"}, "body": "{}"}
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self.events.append(event)
+        return self.response
+
+
+def test_dispatch_builds_a_full_rest_proxy_event() -> None:
+    recorder = Recorder()
+    routes = [Route("GET", "/things/{thing_id}/parts/{part}", recorder)]
+    headers = [("Accept", "a"), ("X-Multi", "1"), ("X-Multi", "2")]
+    dispatch(routes, "GET", "/things/t%201/parts/p?x=1&x=2&y=", headers, b"")
+
+    event = recorder.events[0]
+    assert event["resource"] == "/things/{thing_id}/parts/{part}"
+    assert event["path"] == "/things/t 1/parts/p"
+    assert event["httpMethod"] == "GET"
+    assert event["pathParameters"] == {"thing_id": "t 1", "part": "p"}
+    assert event["queryStringParameters"] == {"x": "2", "y": ""}
+    assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"], "y": [""]}
+    assert event["headers"]["X-Multi"] == "2"
+    assert event["multiValueHeaders"]["X-Multi"] == ["1", "2"]
+    assert event["body"] is None
+    assert event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert context["resourcePath"] == event["resource"]
+    assert context["stage"] == "local"
+    assert context["requestId"]
+    assert context["identity"]["sourceIp"] == "127.0.0.1"
+
+
+def test_binary_body_is_base64_encoded_and_binary_response_decoded() -> None:
+    recorder = Recorder({"statusCode": 201, "body": "AAEC", "isBase64Encoded": True})
+    response = dispatch([Route("POST", "/upload", recorder)], "POST", "/upload", [], b"\x00\xff")
+    assert recorder.events[0]["isBase64Encoded"] is True
+    assert recorder.events[0]["body"] == "AP8="
+    assert (response.status, response.body) == (201, b"\x00\x01\x02")
+
+
+def test_proxy_event_without_optional_parts_uses_nulls_as_api_gateway_does() -> None:
+    event = proxy_event("GET", "/x")
+    assert event["queryStringParameters"] is None
+    assert event["multiValueQueryStringParameters"] is None
+    assert event["pathParameters"] is None
+    assert event["headers"] is None
