@@ -3,7 +3,9 @@
 Facts are partitioned by event date, `raw/<source>/dt=YYYY-MM-DD/part-<file>-<row group>.parquet`: each task reads
 one row group of one file, so memory stays bounded by the row-group size times the number of workers, and no two
 tasks write the same key. Dimensions become one snapshot partition dated the world's end date, images go to
-`raw/product_images/<sku>.png` and the manifest (with the ingest's counts) to `MANIFEST_KEY`, last.
+`raw/product_images/<sku>.png` and the manifest (with the ingest's counts) to `MANIFEST_KEY`, last, so that its
+presence marks a complete ingest. Uploads run on a thread pool (boto3 clients are thread-safe); against the local
+moto server 2-4 threads are fastest (about 2.4x one thread on the small synthetic world).
 
 The raw zone holds one world: ingesting clears every world source first, so re-ingesting is idempotent and
 ingesting another world leaves nothing of the previous one. The world is validated (files present, schemas,
@@ -130,7 +132,7 @@ def check_schema(path: Path, actual: pa.Schema, expected: pa.Schema) -> None:
         raise WorldError(f"{path}: " + "; ".join(problems))
 
 
-def ingest_world(world_dir: Path, lake: Lake, progress: Progress | None = None, workers: int = 8) -> IngestReport:
+def ingest_world(world_dir: Path, lake: Lake, progress: Progress | None = None, workers: int = 4) -> IngestReport:
     """Copy a world folder into the raw zone (replacing the world there); returns rows per source and objects."""
     manifest = read_manifest(world_dir)
     tasks, skipped = plan(world_dir, manifest)
@@ -142,7 +144,8 @@ def ingest_world(world_dir: Path, lake: Lake, progress: Progress | None = None, 
     for prefix in WORLD_PREFIXES:
         lake.delete_prefix(prefix)
     say("ingest", 0.0)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         futures: list[Future[_Written]] = [pool.submit(_write, lake, task, snapshot_day) for task in tasks]
         for done, future in enumerate(as_completed(futures), start=1):
             written = future.result()
@@ -151,6 +154,9 @@ def ingest_world(world_dir: Path, lake: Lake, progress: Progress | None = None, 
             else:
                 report.rows[written.source] += written.rows
             say("ingest", done / len(futures))
+    finally:
+        # After a failed task, queued ones are dropped: the world must be ingested again anyway.
+        pool.shutdown(cancel_futures=True)
     doc = {**manifest, "ingest": {"rows": report.rows, "images": report.images}}
     lake.put_bytes(MANIFEST_KEY, json.dumps(doc, indent=2).encode(), content_type="application/json")
     # Count what the lake now holds rather than what was sent.

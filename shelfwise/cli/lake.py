@@ -56,7 +56,10 @@ def ls(
 
 
 @app.command("ingest")
-def ingest(world: Annotated[Path, typer.Argument(help="A world folder (shelfwise world generate / load).")]) -> None:
+def ingest(
+    world: Annotated[Path, typer.Argument(help="A world folder (shelfwise world generate / load).")],
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Parallel uploads.")] = 4,
+) -> None:
     """Copy a world folder into the raw zone, replacing the world there."""
     from shelfwise.ingest import WorldError, ingest_world
 
@@ -67,7 +70,9 @@ def ingest(world: Annotated[Path, typer.Argument(help="A world folder (shelfwise
             Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar,
         ):
             task = bar.add_task(f"ingest {world}", total=1.0)
-            report = ingest_world(world, lake, progress=lambda _stage, fraction: bar.update(task, completed=fraction))
+            report = ingest_world(
+                world, lake, progress=lambda _stage, fraction: bar.update(task, completed=fraction), workers=workers
+            )
     except WorldError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None

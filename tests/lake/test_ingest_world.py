@@ -131,3 +131,14 @@ def test_online_retail_world_reconciles_through_the_lake(lake: Lake, tmp_path: P
     assert min(days) == dt.date(2010, 12, 1)
     assert max(days) == dt.date(2011, 12, 9)
     assert lake.read_table("raw/customers/").num_rows == report.rows["customers"]
+
+
+def test_a_fact_without_event_time_fails_and_leaves_no_manifest(lake: Lake, small_world: Any) -> None:
+    chunk = small_world.root / "order_lines" / "part-00000.parquet"
+    table = pq.read_table(chunk)
+    no_ts = pa.array([None] * table.num_rows, pa.timestamp("us"))
+    pq.write_table(table.set_column(2, pa.field("ts", pa.timestamp("us")), no_ts), chunk)
+
+    with pytest.raises(WorldError, match=r"part-00000\.parquet: 3 rows have no ts"):
+        ingest_world(small_world.root, lake)
+    assert list(lake.list(MANIFEST_KEY)) == []  # no manifest: the raw zone holds no complete world
