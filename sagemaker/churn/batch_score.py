@@ -111,7 +111,9 @@ def main(argv: list[str]) -> None:
     if missing:
         raise SystemExit(f"serving features lack the model's features {missing}")
     args.predictions_dir.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(args.predictions_dir / "predictions.parquet", PREDICTION_SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(
+        args.predictions_dir / "predictions.parquet", PREDICTION_SCHEMA, compression="zstd"
+    ) as writer:
         for start in range(0, len(latest), args.batch_rows):
             rows = latest.iloc[start : start + args.batch_rows]
             probabilities, contributions = score(booster, features, rows)

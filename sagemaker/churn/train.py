@@ -184,10 +184,12 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
     if len(np.unique(y_val)) < 2:
         raise SystemExit("the validation split has a single class; cannot early-stop or calibrate")
     weight = positive_weight(args.scale_pos_weight, y_train)
-    params = {
+    params: dict[str, Any] = {
         "objective": "binary:logistic",
         "tree_method": "hist",
-        "eval_metric": "auc",  # rank-based, so the class weighting does not bias early stopping
+        # early stopping on log loss (the last metric), weighted on validation as in training: stopping on AUC
+        # alone halts while the margins are still too flat, which no intercept shift can calibrate
+        "eval_metric": ["auc", "logloss"],
         "max_depth": args.max_depth,
         "eta": args.eta,
         "min_child_weight": args.min_child_weight,
@@ -199,7 +201,9 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
         "nthread": args.nthread,
     }
     dtrain = xgb.DMatrix(matrix(train, features), label=y_train, feature_names=features)
-    dval = xgb.DMatrix(matrix(validation, features), label=y_val, feature_names=features)
+    dval = xgb.DMatrix(
+        matrix(validation, features), label=y_val, weight=np.where(y_val == 1, weight, 1.0), feature_names=features
+    )
     booster = xgb.train(
         params,
         dtrain,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,14 @@ from shelfwise.churn_features import CUTOFF, FEATURE_NAMES, LABEL
 FIRST_CUTOFF = dt.date(2024, 1, 1)
 
 
-def feature_frame(n_customers: int, cutoffs: int, seed: int, signal: bool, labelled: bool = True) -> pd.DataFrame:
+def feature_frame(
+    n_customers: int, cutoffs: int, seed: int, signal: bool, labelled: bool = True, intercept: float = -0.3
+) -> pd.DataFrame:
     """One row per customer and monthly cutoff.
 
     With `signal`, churn odds rise with recency relative to the customer's own purchase rhythm (recency over mean
     inter-purchase time), which trees find and a logistic regression on recency, frequency and monetary value
-    cannot; without, labels are coin flips.
+    cannot; without, labels are coin flips. `intercept` sets the churn rate.
     """
     rng = np.random.default_rng(seed)
     frames = []
@@ -44,7 +47,7 @@ def feature_frame(n_customers: int, cutoffs: int, seed: int, signal: bool, label
         frame.insert(0, "customer_id", [f"C{i:06d}" for i in range(n)])
         if labelled:
             logit = 2.5 * np.log(recency / ipt_mean + 0.05) - 0.1 * (frequency - 5) if signal else np.zeros(n)
-            frame[LABEL] = (rng.random(n) < 1 / (1 + np.exp(-(logit - 0.3)))).astype("int8")
+            frame[LABEL] = (rng.random(n) < 1 / (1 + np.exp(-(logit + intercept)))).astype("int8")
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
@@ -58,15 +61,14 @@ def write_by_cutoff(frame: pd.DataFrame, root: Path) -> Path:
     return root
 
 
-FeatureWriter = Callable[..., Path]
+@dataclass(frozen=True)
+class Synthetic:
+    """The helpers above, handed to tests as a fixture (test modules cannot import conftest by name)."""
+
+    frame: Callable[..., pd.DataFrame] = feature_frame
+    write: Callable[[pd.DataFrame, Path], Path] = write_by_cutoff
 
 
-@pytest.fixture
-def churn_features(tmp_path: Path) -> FeatureWriter:
-    """Write a synthetic training (or serving) feature set under tmp_path and return its folder."""
-
-    def write(name: str = "training", **kwargs: object) -> Path:
-        frame = feature_frame(**{"n_customers": 1500, "cutoffs": 5, "seed": 1, "signal": True, **kwargs})  # type: ignore[arg-type]
-        return write_by_cutoff(frame, tmp_path / "features" / name)
-
-    return write
+@pytest.fixture(scope="session")
+def synthetic() -> Synthetic:
+    return Synthetic()
