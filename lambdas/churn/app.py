@@ -320,20 +320,23 @@ _ROUTE_PATTERNS = [
 
 
 def reject_body(event: dict[str, Any]) -> ApiError | None:
-    """Why the request body cannot be a JSON request, before Powertools parses it (it would answer 5xx)."""
+    """Why the request body cannot be a JSON request, found before Powertools parses it (it would answer 5xx)."""
     proxy = APIGatewayProxyEvent(event)
-    body = proxy.body
-    if not body:
-        return None
+    body = proxy.body or ""
     if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if proxy.is_base64_encoded else MAX_BODY_BYTES):
         return ApiError(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes"
         )
     content_type = proxy.headers.get("content-type", "application/json").strip().lower()
-    if not content_type.startswith("application/json"):
+    # Checked on empty bodies too: Powertools' form and multipart parsers fail on them with a 500.
+    if (body or proxy.http_method.upper() in _BODY_METHODS) and not content_type.startswith("application/json"):
         return ApiError(
-            HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", f"send application/json, not {content_type}"
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            f"send application/json, not {content_type[:60]!r}",
         )
+    if not body:
+        return None
     try:
         text = base64.b64decode(body, validate=True).decode() if proxy.is_base64_encoded else body
         json.loads(text)
@@ -343,6 +346,9 @@ def reject_body(event: dict[str, Any]) -> ApiError | None:
     except (ValueError, RecursionError):
         return ApiError(HTTPStatus.BAD_REQUEST, "malformed_json", "request body is not valid JSON")
     return None
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
