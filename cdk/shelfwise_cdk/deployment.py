@@ -13,6 +13,7 @@ from typing import Any
 
 from aws_cdk import Environment
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from shelfwise.config import Settings
 
@@ -26,6 +27,21 @@ CONTEXT_KEYS: dict[str, str] = {
     "shelfwise:churnModelGroup": "churn_model_group",
 }
 ACCOUNT_KEY = "shelfwise:account"
+
+
+class ContextSettings(Settings):
+    """`Settings` from the values given only: synthesis must not depend on the shell's SHELFWISE_* or AWS_*."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 class DeploymentContextError(ValueError):
@@ -90,8 +106,7 @@ def deployment_from_context(try_get_context: Callable[[str], Any], root: Path) -
     values = {name: try_get_context(key) for key, name in CONTEXT_KEYS.items()}
     inputs = {name: value for name, value in values.items() if value not in (None, "")}
     try:
-        # model_validate skips the environment sources: the synthesized templates depend on the context only.
-        cfg = Settings.model_validate(inputs)
+        cfg = ContextSettings(**inputs)
     except ValidationError as exc:
         raise DeploymentContextError(_describe(exc, inputs)) from None
     account = try_get_context(ACCOUNT_KEY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -26,6 +27,8 @@ def joined(value: Any) -> str:
     if isinstance(value, dict) and "Fn::Join" in value:
         sep, parts = value["Fn::Join"]
         return sep.join(joined(p) for p in parts)
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        return re.sub(r"\$\{[^}]+\}", "<ref>", value["Fn::Sub"])
     return "<ref>"
 
 
@@ -126,9 +129,11 @@ def test_glue_jobs_run_glue5_with_security_configuration_and_library(templates: 
         assert args["--enable-metrics"] == "true"
         assert args["--additional-python-modules"] == "pydantic-settings==2.16.3"
         assert joined(args["--extra-py-files"]).endswith(".zip")
-        assert joined(args["--curated_uri"]) == "s3://shelfwise-ci-lake-<ref>-eu-west-1/curated/"
     curate = jobs["shelfwise-ci-curate-orders"]["DefaultArguments"]
-    assert joined(curate["--quarantine_uri"]).endswith("/quarantine/")
+    assert joined(curate["--input_path"]) == "s3://shelfwise-ci-lake-<ref>-eu-west-1/raw/order_lines/"
+    assert joined(curate["--quarantine_path"]) == "s3://shelfwise-ci-lake-<ref>-eu-west-1/quarantine/curate_orders/"
+    features = jobs["shelfwise-ci-customer-features"]["DefaultArguments"]
+    assert joined(features["--training_path"]) == "s3://shelfwise-ci-lake-<ref>-eu-west-1/features/churn/training/"
 
 
 def test_glue_security_configuration_encrypts_s3_logs_and_bookmarks(templates: dict[str, dict[str, Any]]) -> None:
@@ -139,20 +144,36 @@ def test_glue_security_configuration_encrypts_s3_logs_and_bookmarks(templates: d
     assert encryption["JobBookmarksEncryption"]["JobBookmarksEncryptionMode"] == "CSE-KMS"
 
 
-def test_glue_role_reaches_only_its_lake_prefixes(templates: dict[str, dict[str, Any]]) -> None:
-    lake_objects = [
-        joined(r)
-        for s in policy_statements(templates["FeatureJobs"])
-        for r in as_list(s["Resource"])
-        if "shelfwise-ci-lake" in joined(r)
-    ]
-    object_prefixes = {r.split("-eu-west-1/", 1)[1] for r in lake_objects if "-eu-west-1/" in r}
-    assert object_prefixes == {"raw/*", "curated/*", "features/*", "quarantine/*"}
-    writes = [
-        s for s in policy_statements(templates["FeatureJobs"]) if "s3:PutObject" in as_list(s["Action"])
-    ]
-    written = {joined(r).split("-eu-west-1/", 1)[1] for s in writes for r in as_list(s["Resource"]) if "lake" in joined(r)}
-    assert "raw/*" not in written
+def lake_prefixes_by_role(template: dict[str, Any]) -> dict[str, dict[str, set[str]]]:
+    """Role -> {"read": prefixes it may get, "write": prefixes it may put} in the lake bucket."""
+    access: dict[str, dict[str, set[str]]] = {}
+    for policy in props(template, "AWS::IAM::Policy"):
+        (role,) = (r["Ref"] for r in policy["Roles"])
+        entry = access.setdefault(role, {"read": set(), "write": set()})
+        for statement in policy["PolicyDocument"]["Statement"]:
+            actions = as_list(statement["Action"])
+            for resource in map(joined, as_list(statement["Resource"])):
+                if "shelfwise-ci-lake-" not in resource or "-eu-west-1/" not in resource:
+                    continue
+                prefix = resource.split("-eu-west-1/", 1)[1]
+                if "s3:GetObject*" in actions:
+                    entry["read"].add(prefix)
+                if "s3:PutObject" in actions:
+                    entry["write"].add(prefix)
+    return access
+
+
+def test_each_glue_job_role_reaches_only_its_own_prefixes(templates: dict[str, dict[str, Any]]) -> None:
+    template = templates["FeatureJobs"]
+    roles = {p["Name"]: p["Role"]["Fn::GetAtt"][0] for p in props(template, "AWS::Glue::Job")}
+    access = lake_prefixes_by_role(template)
+    curate = access[roles["shelfwise-ci-curate-orders"]]
+    assert curate["write"] == {"curated/order_lines/*", "quarantine/curate_orders/*"}
+    assert curate["read"] == {"raw/order_lines/*", "curated/order_lines/*", "quarantine/curate_orders/*"}
+    features = access[roles["shelfwise-ci-customer-features"]]
+    assert features["write"] == {"features/churn/training/*", "features/churn/serving/*"}
+    assert "raw/order_lines/*" not in features["read"]
+    assert {"curated/order_lines/*", "raw/customers/*", "raw/products/*", "raw/stockouts/*"} <= features["read"]
 
 
 # -- online store ------------------------------------------------------------------------------------------------
@@ -185,7 +206,8 @@ def test_pipeline_definition_is_the_library_definition_with_deployed_names(
     assert {"PrepareChurnData", "TrainChurnModel", "EvaluateChurnModel", "ChurnModelGate"} <= steps
     assert "shelfwise-placeholder" not in body
     assert "s3://shelfwise-ci-lake-<ref>-eu-west-1/features/churn/training/" in body
-    assert "ModelPackageGroupName" in body and '"churn"' in body
+    assert "ModelPackageGroupName" in body
+    assert '"churn"' in body
     assert "arn:<ref>:iam::<ref>:role/shelfwise-ci-churn-pipeline" in body
 
 
@@ -193,7 +215,8 @@ def test_pipeline_role_passes_only_itself_to_sagemaker(templates: dict[str, dict
     (pass_role,) = [s for s in policy_statements(templates["ChurnPipeline"]) if s["Action"] == "iam:PassRole"]
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     role, attribute = pass_role["Resource"]["Fn::GetAtt"]
-    assert role.startswith("ExecutionRole") and attribute == "Arn"
+    assert role.startswith("ExecutionRole")
+    assert attribute == "Arn"
 
 
 # -- churn API ---------------------------------------------------------------------------------------------------
@@ -220,31 +243,37 @@ def test_function_reads_model_artifacts_and_online_table_only(templates: dict[st
     }
 
 
-def test_every_method_requires_an_api_key_and_validation(templates: dict[str, dict[str, Any]]) -> None:
+def test_data_methods_require_an_api_key_and_all_are_validated(templates: dict[str, dict[str, Any]]) -> None:
     template = templates["ChurnApi"]
     methods = [p for p in props(template, "AWS::ApiGateway::Method") if p["HttpMethod"] != "OPTIONS"]
-    assert {m["HttpMethod"] for m in methods} == {"GET", "POST"}
+    assert sorted(m["HttpMethod"] for m in methods) == ["GET", "GET", "POST"]
     (validator_id,) = resources(template, "AWS::ApiGateway::RequestValidator")
     (validator,) = props(template, "AWS::ApiGateway::RequestValidator")
-    assert validator["ValidateRequestBody"] is True and validator["ValidateRequestParameters"] is True
+    assert validator["ValidateRequestBody"] is True
+    assert validator["ValidateRequestParameters"] is True
     for method in methods:
-        assert method["ApiKeyRequired"] is True
         assert method["RequestValidatorId"] == {"Ref": validator_id}
         assert method["Integration"]["Type"] == "AWS_PROXY"
-    get = next(m for m in methods if m["HttpMethod"] == "GET")
-    assert get["RequestParameters"] == {"method.request.path.customer_id": True}
-    post = next(m for m in methods if m["HttpMethod"] == "POST")
+    by_parameters = {tuple(m.get("RequestParameters", {})): m for m in methods}
+    customer = by_parameters[("method.request.path.customer_id",)]
+    swagger = by_parameters[("method.request.querystring.format",)]
+    (post,) = (m for m in methods if m["HttpMethod"] == "POST")
+    assert customer["ApiKeyRequired"] is True
+    assert post["ApiKeyRequired"] is True
     assert "application/json" in post["RequestModels"]
+    assert swagger["ApiKeyRequired"] is False  # documentation only, loadable in a browser
 
 
-def test_score_body_model_requires_numeric_features(templates: dict[str, dict[str, Any]]) -> None:
+def test_score_body_model_mirrors_the_handler_request(templates: dict[str, dict[str, Any]]) -> None:
     (model,) = props(templates["ChurnApi"], "AWS::ApiGateway::Model")
     schema = model["Schema"]
     assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
     assert schema["required"] == ["features"]
+    assert schema["additionalProperties"] is False
     features = schema["properties"]["features"]
     assert features["additionalProperties"] is False
-    assert features["properties"]["recency_days"] == {"type": "number"}
+    assert features["properties"]["recency_days"] == {"type": "integer"}
+    assert features["properties"]["monetary"] == {"type": "number"}
 
 
 def test_usage_plan_throttles_and_stage_logs_and_traces(templates: dict[str, dict[str, Any]]) -> None:
@@ -258,10 +287,12 @@ def test_usage_plan_throttles_and_stage_logs_and_traces(templates: dict[str, dic
     assert "DestinationArn" in stage["AccessLogSetting"]
     assert '"status"' in stage["AccessLogSetting"]["Format"]
     settings = stage["MethodSettings"][0]
-    assert settings["LoggingLevel"] == "ERROR" and settings["MetricsEnabled"] is True
+    assert settings["LoggingLevel"] == "ERROR"
+    assert settings["MetricsEnabled"] is True
     assert settings["DataTraceEnabled"] is False
     log_groups = props(template, "AWS::Logs::LogGroup")
-    assert log_groups and all("KmsKeyId" in g for g in log_groups)
+    assert log_groups
+    assert all("KmsKeyId" in g for g in log_groups)
 
 
 def test_gateway_errors_use_the_api_error_format(templates: dict[str, dict[str, Any]]) -> None:
