@@ -78,6 +78,8 @@ class Item:
 
 @dataclass(frozen=True)
 class Rejected:
+    """A row that breaks `rule`, with its original text."""
+
     row: int
     rule: str
     reason: str

@@ -48,7 +48,7 @@ class LoadReport:
     def table(self) -> Table:
         """The reconciliation as a rich table."""
         table = Table(title=f"Load of {self.source.name} -> {self.out_dir}", title_justify="left")
-        table.add_column("rows")
+        table.add_column("rows", no_wrap=True)
         table.add_column("count", justify="right")
         table.add_column("rule")
         table.add_row("input", f"{self.input_rows:,}", "")

@@ -24,7 +24,8 @@ class MissingColumnsError(ValueError):
     """A source file lacks required columns; the message names them."""
 
     def __init__(self, source: Path, missing: list[str]) -> None:
-        super().__init__(f"{source}: missing required column(s): {', '.join(missing)}")
+        names = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        super().__init__(f"{source}: missing required column(s): {names}")
         self.missing = missing
 
 

@@ -75,3 +75,9 @@ def test_missing_pixel_column_is_named(tmp_path: Path) -> None:
     source = write_csv(tmp_path / "fm.csv", COLUMNS[:-1], [["1", *["0"] * 783]])
     with pytest.raises(MissingColumnsError, match="pixel784"):
         load_fashion_mnist(source, tmp_path / "world")
+
+
+def test_a_header_without_pixels_is_named_briefly(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "fm.csv", ["label", "image"], [["1", "x"]])
+    with pytest.raises(MissingColumnsError, match=r"pixel1, pixel2, .*, pixel10 and 774 more$"):
+        load_fashion_mnist(source, tmp_path / "world")
