@@ -253,3 +253,38 @@ def test_definition_that_splits_a_token_value_fails() -> None:
 
     with pytest.raises(ValueError, match="splits a deployment value"):
         definition_with_tokens(definition, inputs_with_tokens())
+
+
+#: Lambda's limit for the unzipped deployment package.
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+
+
+@pytest.mark.slow
+def test_churn_function_bundle_is_complete_and_fits_lambda(tmp_path: Path) -> None:
+    """CDK bundles the real churn function locally (no Docker): handler at the root, the library as a package,
+    cp312 Linux wheels, under Lambda's size limit."""
+    from aws_cdk import aws_kms as kms
+    from shelfwise_cdk.constructs.python_function import ShelfwisePythonFunction
+
+    app = App(outdir=str(tmp_path / "cdk.out"))
+    stack = Stack(app, "Bundled")
+    ShelfwisePythonFunction(
+        stack,
+        "Churn",
+        handler="app.handler",
+        code_dir=REPO_ROOT / "lambdas" / "churn",
+        library_dirs=[REPO_ROOT / "shelfwise"],
+        requirements=REPO_ROOT / "lambdas" / "churn" / "requirements.txt",
+        log_key=kms.Key(stack, "Key"),
+    )
+    assembly = app.synth()
+    (out,) = (d for d in Path(assembly.directory).glob("asset.*") if d.is_dir())
+    assert (out / "app.py").is_file()
+    assert (out / "shelfwise" / "config.py").is_file()
+    for package in ("aws_lambda_powertools", "pydantic_settings", "xgboost"):
+        assert (out / package).is_dir(), package
+    compiled = [p.name for p in (out / "pydantic_core").glob("*.so")]
+    assert compiled
+    assert all("cpython-312-x86_64-linux-gnu" in name for name in compiled)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert size < LAMBDA_UNZIPPED_LIMIT, f"bundle is {size / 2**20:.0f} MiB unzipped"

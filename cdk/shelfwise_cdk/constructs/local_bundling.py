@@ -47,8 +47,9 @@ class PipLocalBundling:
             raise ValueError("at least one wheel platform is needed")
         self.platforms = tuple(platforms)
 
-    def try_bundle(self, output_dir: str, **_options: object) -> bool:
-        """Called by CDK with the asset's output folder; returns True because it always bundles (or raises)."""
+    def try_bundle(self, output_dir: str, options: BundlingOptions | None = None) -> bool:
+        """Called by CDK with the asset's output folder and the (Docker) options, which local bundling ignores;
+        returns True because it always bundles (or raises)."""
         out = Path(output_dir)
         for source in self.sources:
             copy_tree(source.path, out / source.target)
