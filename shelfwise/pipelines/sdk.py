@@ -23,7 +23,6 @@ from shelfwise.pipelines.spec import (
     AtLeast,
     EvaluationValue,
     ExecutionId,
-    Input,
     ModelArtifacts,
     Output,
     ParamRef,
@@ -35,6 +34,7 @@ from shelfwise.pipelines.spec import (
     TrainingStep,
 )
 
+_CODE_DIR = "/opt/ml/processing/input/code"
 _TELEMETRY_OPT_OUT = """SchemaVersion: '1.0'
 SageMaker:
   PythonSDK:
@@ -150,22 +150,29 @@ class _Builder:
 
     # -- steps -------------------------------------------------------------------------------------------------
     def processing(self, step: ProcessingStep) -> Any:
-        from sagemaker.core.processing import ScriptProcessor
+        from sagemaker.core.processing import Processor
+        from sagemaker.core.workflow.functions import Join
         from sagemaker.core.workflow.properties import PropertyFile
         from sagemaker.mlops.workflow import ProcessingStep as SdkProcessingStep
 
-        processor = ScriptProcessor(
+        # The script is an ordinary input that the entrypoint names. The SDK parses plain-string input URIs (and
+        # ScriptProcessor's `code=`) and would upload anything without an s3 scheme; a CDK token fails that
+        # (`s3://${Token[...]}` reads as an IPv6 host, a bare token as a local path). A one-value Join is a
+        # pipeline expression, which the SDK passes through untouched.
+        processor = Processor(
             role=self.spec.role_arn,
             image_uri=self.image,
-            command=["python3"],
+            entrypoint=["python3", f"{_CODE_DIR}/{step.script}"],
             instance_count=1,
             instance_type=self.value(self.spec.instance_types["processing"]),
             base_job_name=f"{self.spec.name}-{step.name}"[:32],
             sagemaker_session=self.session,
         )
         args = processor.run(
-            code=step.code_uri,
-            inputs=[self.processing_input(i) for i in step.inputs],
+            inputs=[
+                *(self.processing_input(i.name, self.value(i.source), i.local_path) for i in step.inputs),
+                self.processing_input("code", Join(on="", values=[step.code_uri]), _CODE_DIR),
+            ],
             outputs=[self.processing_output(o) for o in step.outputs],
             arguments=list(step.arguments) or None,
         )
@@ -181,14 +188,14 @@ class _Builder:
             depends_on=[self.steps[name] for name in step.depends_on] or None,
         )
 
-    def processing_input(self, item: Input) -> Any:
+    def processing_input(self, name: str, s3_uri: Any, local_path: str) -> Any:
         from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
 
         return ProcessingInput(
-            input_name=item.name,
+            input_name=name,
             s3_input=ProcessingS3Input(
-                s3_uri=self.value(item.source),
-                local_path=item.local_path,
+                s3_uri=s3_uri,
+                local_path=local_path,
                 s3_data_type="S3Prefix",
                 s3_input_mode="File",
             ),
