@@ -304,6 +304,13 @@ def _model_unavailable(error: Exception) -> Response[str]:
     return error_response(ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "model_unavailable", str(error)))
 
 
+@app.exception_handler(churn_scoring.FeatureRowError)
+def _feature_mismatch(error: churn_scoring.FeatureRowError) -> Response[str]:
+    # The request was valid; the stored row or the model's feature list disagrees with the feature definitions.
+    logger.exception("feature row does not fit the model")
+    return error_response(ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, "feature_mismatch", str(error)))
+
+
 @app.exception_handler(Exception)
 def _internal_error(error: Exception) -> Response[str]:
     logger.exception("unhandled error")

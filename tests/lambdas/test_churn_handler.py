@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from datetime import date
 from types import ModuleType
 from typing import Any
 
@@ -16,6 +17,7 @@ from shelfwise.bench.serving import ServingWorld
 from shelfwise.churn_features import FEATURE_NAMES, FEATURES
 from shelfwise.config import settings
 from shelfwise.local_api import LocalLambdaContext, load_lambda, proxy_event
+from shelfwise.online_store import ChurnRecord, write_churn_records
 
 CONTEXT = LocalLambdaContext(function_name="churn-test")
 
@@ -246,3 +248,14 @@ def _get_event(customer_id: str) -> dict[str, Any]:
         resource="/customers/{customer_id}/churn",
         path_parameters={"customer_id": customer_id},
     )
+
+
+def test_stored_row_missing_a_model_feature_is_a_named_server_error(invoke: Any, world: ServingWorld) -> None:
+    features = dict(world.rows[sorted(world.rows)[0]])
+    del features["online_share"]
+    write_churn_records([ChurnRecord("BROKEN1", features, date.today(), 0.5, "v-test")])
+    status, _, body = invoke.get_churn("BROKEN1")
+    # Not the client's fault, so a 5xx, but still the error shape and a message naming the feature.
+    assert status == 500
+    assert body["error"]["code"] == "feature_mismatch"
+    assert "online_share" in body["error"]["message"]
