@@ -6,6 +6,7 @@ in AWS runs here unchanged.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,8 @@ def local_aws() -> Iterator[LocalAws]:
     """
     from moto.server import ThreadedMotoServer
 
+    # moto's werkzeug server logs every request: thousands of lines during an ingest.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
