@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, computed_field
+from pydantic import AliasChoices, Field, ValidationError, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SHELFWISE_"
@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     )
     work_dir: Path = Field(Path(".shelfwise"), description="Local folder for generated worlds and job scratch.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("work_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Jobs run as subprocesses in their own folders: a relative work dir would point elsewhere there.
+        return value.expanduser().resolve()
 
     @computed_field  # type: ignore[prop-decorator]
     @property
