@@ -80,6 +80,7 @@ def run_demo(
     options: DemoOptions, progress: Progress | None = None, serve: Callable[[str], None] | None = None
 ) -> DemoResult:
     """Run the chain; `serve(url)` is called while the API is up (e.g. to keep it running for a user)."""
+    from shelfwise.churn_publish import publish_churn
     from shelfwise.glue_local import run_job
     from shelfwise.ingest import ingest_world
     from shelfwise.local_api import start_local_api
@@ -120,20 +121,21 @@ def run_demo(
             result.metrics = run.metrics
             result.model_version = run.model_version
             st.detail = f"{run.status}" + (f", model {run.model_version}" if run.model_version else "")
-        if run.status != "Succeeded" or options.stop_after == "pipeline":
+        if run.status != "Succeeded" or run.predictions_prefix is None or options.stop_after == "pipeline":
             return _finish(result, lake)
+        predictions_prefix = run.predictions_prefix
 
         result.truth_auc = _auc_against_truth(lake, world_dir, run.artifact_key)
 
         with timer.stage("online_store") as st:
-            written = publish_churn_to_online_store(lake, run.predictions_prefix)
+            written = publish_churn(lake, predictions_prefix).written
             st.detail = f"{written:,} items"
 
         with timer.stage("api") as st:
             api = start_local_api(port=0)
             try:
                 result.api_url = api.url
-                result.exchanges = _sample_requests(api.url, lake, run.predictions_prefix)
+                result.exchanges = _sample_requests(api.url, lake, predictions_prefix)
                 st.detail = f"{len(result.exchanges)} requests at {api.url}"
                 if serve is not None:
                     serve(api.url)
@@ -145,36 +147,6 @@ def run_demo(
 def _finish(result: DemoResult, lake: Lake) -> DemoResult:
     result.zones = lake.summary()
     return result
-
-
-def publish_churn_to_online_store(lake: Lake, predictions_prefix: str) -> int:
-    """Join the latest serving features with the batch scores and write them to the online store."""
-    from shelfwise.online_store import ChurnRecord, write_churn_records
-
-    features = lake.read_table("features/churn/serving/").to_pylist()
-    scores = {row["customer_id"]: row for row in lake.read_table(predictions_prefix).to_pylist()}
-    customers = lake.read_table("raw/customers/").column("customer_id").to_pylist()
-    from shelfwise.churn_features import FEATURE_NAMES
-
-    records = []
-    served = set()
-    for row in features:
-        score = scores.get(row["customer_id"])
-        records.append(
-            ChurnRecord(
-                customer_id=row["customer_id"],
-                features={name: float(row[name]) for name in FEATURE_NAMES},
-                as_of=str(row["cutoff"]),
-                probability=None if score is None else float(score["probability"]),
-                model_version=None if score is None else str(score["model_version"]),
-            )
-        )
-        served.add(row["customer_id"])
-    as_of = str(features[0]["cutoff"]) if features else ""
-    for customer_id in customers:
-        if customer_id not in served:  # registered, no purchase yet: the API answers from the prior
-            records.append(ChurnRecord(customer_id=customer_id, features=None, as_of=as_of))
-    return write_churn_records(records).written
 
 
 def _auc_against_truth(lake: Lake, world_dir: Path, artifact_key: str | None) -> float | None:
@@ -246,4 +218,4 @@ def _sample_requests(url: str, lake: Lake, predictions_prefix: str) -> list[ApiE
     return exchanges
 
 
-__all__ = ["STAGES", "ZONES", "DemoOptions", "DemoResult", "publish_churn_to_online_store", "run_demo"]
+__all__ = ["STAGES", "ZONES", "DemoOptions", "DemoResult", "run_demo"]
