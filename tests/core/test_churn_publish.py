@@ -9,7 +9,7 @@ from shelfwise.churn_publish import churn_records
 
 
 def _features(customer_id: str) -> dict[str, object]:
-    row: dict[str, object] = {name: 1.0 for name in FEATURE_NAMES}
+    row: dict[str, object] = dict.fromkeys(FEATURE_NAMES, 1.0)
     row.update(customer_id=customer_id, cutoff=dt.date(2024, 12, 31))
     return row
 
