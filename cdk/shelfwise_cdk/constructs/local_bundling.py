@@ -110,4 +110,6 @@ def local_bundling_options(bundler: PipLocalBundling) -> BundlingOptions:
     """BundlingOptions that never reach Docker: CDK requires an image, which local bundling leaves unused."""
     from aws_cdk import DockerImage
 
-    return BundlingOptions(image=DockerImage.from_registry("unused"), local=bundler)
+    # jsii types `ILocalBundling.try_bundle` with the options spread as keywords, but calls it with one positional
+    # options object (see test_churn_function_bundle_is_complete_and_fits_lambda), which is what PipLocalBundling takes.
+    return BundlingOptions(image=DockerImage.from_registry("unused"), local=bundler)  # type: ignore[arg-type]
