@@ -1,7 +1,7 @@
 """API Gateway on 127.0.0.1: each HTTP request becomes a REST (v1) proxy event for the real Lambda handler.
 
 The route table mirrors the API Gateway resources that the CDK stack creates; a new handler is one more line in
-`lambda_routes`. `/openapi.json` merges the handlers' OpenAPI documents and `/docs` is a Swagger UI page whose
+`API_METHODS`. `/openapi.json` merges the handlers' OpenAPI documents and `/docs` is a Swagger UI page whose
 assets are served from the Powertools package, so it works offline.
 """
 
@@ -91,19 +91,27 @@ def load_lambda(name: str, *, fresh: bool = False) -> ModuleType:
     return module
 
 
-def lambda_routes() -> list[Route]:
-    """The API: one line per API Gateway method."""
-    churn = serialized(load_lambda("churn").handler)
-    return [
-        Route("GET", "/customers/{customer_id}/churn", churn),
-        Route("POST", "/churn/score", churn),
-        Route("GET", "/churn/swagger", churn),
-    ]
+#: The API Gateway methods of the CDK stacks: (HTTP method, resource, folder of the handler under lambdas/).
+API_METHODS: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/customers/{customer_id}/churn", "churn"),
+    ("POST", "/churn/score", "churn"),
+    ("GET", "/churn/swagger", "churn"),
+)
 
 
-def openapi_modules() -> list[ModuleType]:
-    """The handler modules whose Powertools resolvers (`app`) document the API."""
-    return [load_lambda("churn")]
+@dataclass(frozen=True)
+class LocalLambdas:
+    """Freshly imported handler modules (one container each) and the routes to them."""
+
+    modules: dict[str, ModuleType]
+    routes: list[Route]
+
+
+def local_lambdas() -> LocalLambdas:
+    """Import each handler once, fresh (new caches and clients for the current AWS endpoint), and route to it."""
+    modules = {name: load_lambda(name, fresh=True) for name in dict.fromkeys(n for _, _, n in API_METHODS)}
+    handlers = {name: serialized(module.handler) for name, module in modules.items()}
+    return LocalLambdas(modules, [Route(method, resource, handlers[name]) for method, resource, name in API_METHODS])
 
 
 def serialized(handler: LambdaHandler) -> LambdaHandler:
@@ -366,11 +374,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class _ApiServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, routes: list[Route], log: Callable[[str], None]) -> None:
+    def __init__(self, port: int, lambdas: LocalLambdas, log: Callable[[str], None]) -> None:
         super().__init__(("127.0.0.1", port), _RequestHandler)
-        self.routes = routes
+        self.routes = lambdas.routes
         self.log = log
-        openapi = json.dumps(merged_openapi(openapi_modules())).encode()
+        openapi = json.dumps(merged_openapi(list(lambdas.modules.values()))).encode()
         self.static: dict[str, tuple[str, Callable[[], bytes]]] = {
             "/openapi.json": ("application/json", lambda: openapi),
             "/docs": ("text/html; charset=utf-8", docs_page),
@@ -408,10 +416,10 @@ class LocalApi:
 
 
 def start_local_api(
-    port: int = 0, routes: list[Route] | None = None, log: Callable[[str], None] = lambda _: None
+    port: int = 0, lambdas: LocalLambdas | None = None, log: Callable[[str], None] = lambda _: None
 ) -> LocalApi:
     """Serve the API on 127.0.0.1:`port` (0 = a free port) from a background thread."""
-    return LocalApi(_ApiServer(port, routes if routes is not None else lambda_routes(), log))
+    return LocalApi(_ApiServer(port, lambdas or local_lambdas(), log))
 
 
 def iter_routes(routes: list[Route]) -> Iterator[str]:

@@ -48,7 +48,8 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_REASONS = 3
 
 logger = Logger(service=SERVICE, level=settings().log_level)
-tracer = Tracer(service=SERVICE)
+# Only botocore is patched: every call this function makes goes through it, and patching the rest costs cold start.
+tracer = Tracer(service=SERVICE, patch_modules=("botocore",))
 metrics = Metrics(namespace="Shelfwise", service=SERVICE)
 app = APIGatewayRestResolver(enable_validation=True)
 app.configure_openapi(

@@ -28,16 +28,16 @@ def serve(
             "running moto server that holds them."
         )
         raise typer.Exit(2)
-    from shelfwise.local_api import iter_routes, lambda_routes, start_local_api
+    from shelfwise.local_api import iter_routes, local_lambdas, start_local_api
 
-    routes = lambda_routes()
+    lambdas = local_lambdas()
     try:
-        api = start_local_api(port, routes, log=console.print)
+        api = start_local_api(port, lambdas, log=console.print)
     except OSError as exc:
         console.print(f"[bold red]Cannot listen on 127.0.0.1:{port}:[/] {exc.strerror}")
         raise typer.Exit(1) from None
     console.print(f"[bold green]API on {api.url}[/] (local AWS at {endpoint})")
-    for line in iter_routes(routes):
+    for line in iter_routes(lambdas.routes):
         console.print(f"  {line}")
     console.print(f"  OpenAPI: {api.url}/openapi.json   Swagger UI: {api.url}/docs   Ctrl-C stops.")
     try:
