@@ -205,8 +205,8 @@ def _add_year(b: _Builder, year: int) -> None:
         (-5, 1.1, 1.1, "Holy week"),
         (-4, 1.15, 1.1, "Holy week"),
         (-3, 1.25, 1.1, "Maundy Thursday"),
-        (-2, 1.4, 1.0, "Good Friday"),
-        (-1, 1.7, 1.0, "Holy Saturday"),
+        (-2, 1.5, 1.0, "Good Friday"),
+        (-1, 2.0, 1.0, "Holy Saturday"),
         (0, 1.0, 0.8, "Easter Sunday"),
         (1, 1.2, 1.1, "Easter Monday"),
     ):

@@ -47,8 +47,8 @@ def shelf_prices(products: Products, n_days: int, rng: np.random.Generator) -> F
     max_changes = n_days // 20 + 2
     gaps = rng.exponential(50.0, size=(n, max_changes)) + 14
     change_day = np.cumsum(gaps, axis=1).astype(np.int64) - rng.integers(0, 60, size=(n, 1))
-    steps = rng.normal(0.0, 0.2, size=(n, max_changes))
-    log_level = np.clip(np.cumsum(steps, axis=1), -0.5, 0.4)
+    steps = rng.normal(0.0, 0.24, size=(n, max_changes))
+    log_level = np.clip(np.cumsum(steps, axis=1), -0.55, 0.45)
     days = np.arange(n_days)
     # For each SKU and day, how many price changes have happened so far (0 = the base price).
     changes = np.stack([np.searchsorted(change_day[k], days, side="right") for k in range(n)], axis=1)

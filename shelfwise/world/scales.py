@@ -33,7 +33,7 @@ class ScaleSpec:
 
 _SPECS = (
     ScaleSpec("small", n_skus=90, n_regions=3, n_physical_stores=3, n_customers=2_000,
-              orders_per_store_day=60.0, online_size=1.5),
+              orders_per_store_day=80.0, online_size=1.5),
     ScaleSpec("default", n_skus=500, n_regions=5, n_physical_stores=19, n_customers=50_000,
               orders_per_store_day=70.0, online_size=5.0),
     ScaleSpec("large", n_skus=1_500, n_regions=5, n_physical_stores=49, n_customers=400_000,
