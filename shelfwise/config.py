@@ -39,7 +39,7 @@ class ConfigError(ValueError):
 class Settings(BaseSettings):
     """Names and locations shared by the CLI, Glue jobs, pipelines, handlers and stacks."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", populate_by_name=True)
 
     env: str = Field("local", pattern=_NAME, description="Deployment name; prefixes every resource name.")
     region: str = Field(
