@@ -6,6 +6,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -152,3 +153,12 @@ def test_proxy_event_without_optional_parts_uses_nulls_as_api_gateway_does() -> 
     assert event["multiValueQueryStringParameters"] is None
     assert event["pathParameters"] is None
     assert event["headers"] is None
+
+
+def test_concurrent_requests_are_all_answered(api: LocalApi, world: ServingWorld) -> None:
+    ids = sorted(world.rows)[:16]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda c: call(api, "GET", f"/customers/{c}/churn"), ids))
+    assert [status for status, _, _ in answers] == [200] * len(ids)
+    # Each answer belongs to its own request: the handler's per-request state is not shared between threads.
+    assert [json.loads(body)["customer_id"] for _, _, body in answers] == ids
