@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from shelfwise.bench.serving import ServingWorld
 from shelfwise.churn_features import FEATURES
-from shelfwise.local_api import LocalApi, Route, dispatch, proxy_event, start_local_api
+from shelfwise.local_api import LocalApi, Route, dispatch, proxy_event, serialized, start_local_api
 
 
 @pytest.fixture(scope="module")
@@ -155,10 +156,26 @@ def test_proxy_event_without_optional_parts_uses_nulls_as_api_gateway_does() -> 
     assert event["headers"] is None
 
 
-def test_concurrent_requests_are_all_answered(api: LocalApi, world: ServingWorld) -> None:
+def test_concurrent_http_requests_each_get_their_own_answer(api: LocalApi, world: ServingWorld) -> None:
     ids = sorted(world.rows)[:16]
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda c: call(api, "GET", f"/customers/{c}/churn"), ids))
     assert [status for status, _, _ in answers] == [200] * len(ids)
-    # Each answer belongs to its own request: the handler's per-request state is not shared between threads.
     assert [json.loads(body)["customer_id"] for _, _, body in answers] == ids
+
+
+def test_a_serialized_handler_runs_one_request_at_a_time() -> None:
+    """Like one Lambda container: Powertools resolvers keep the current request on the app object."""
+    running, overlaps = [0], []
+
+    def slow(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        running[0] += 1
+        overlaps.append(running[0])
+        time.sleep(0.01)
+        running[0] -= 1
+        return {"statusCode": 200, "body": "{}"}
+
+    handler = serialized(slow)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda _: handler({}, None), range(12)))
+    assert max(overlaps) == 1
