@@ -54,6 +54,11 @@ PROCESSING = "/opt/ml/processing"
 #: Where an execution keeps its intermediate data: `<RUNS_PREFIX>/<execution id>/<step>/<output>/`.
 RUNS_PREFIX = "pipelines/churn"
 _SPLITS = ("train", "validation", "test")
+#: What the training step passes to train.py besides the container's own entries; the script's defaults do the rest.
+TRAINING_HYPERPARAMETERS: Mapping[str, str] = {
+    "features": ",".join(FEATURE_NAMES),
+    "label_horizon_days": str(LABEL_HORIZON_DAYS),
+}
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def _train_step(cfg: ChurnPipelineConfig) -> TrainingStep:
         channels=tuple(
             Input(name, StepOutput(PREPARE, name), f"/opt/ml/input/data/{name}") for name in ("train", "validation")
         ),
-        hyperparameters={"features": ",".join(FEATURE_NAMES), "label_horizon_days": str(LABEL_HORIZON_DAYS)},
+        hyperparameters=TRAINING_HYPERPARAMETERS,
         # SageMaker appends <training job name>/output/model.tar.gz: the job name is the artifact's version folder.
         output_path=S3Uri((cfg.bucket, "models", "churn")),
     )

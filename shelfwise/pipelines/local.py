@@ -183,7 +183,7 @@ class _Execution:
         for out in step.outputs:
             self.outputs[(step.name, out.name)] = self.uri(out.destination)
             args += [f"--{out.name}-dir", str(self.local(step.name, out.local_path))]
-        summary = _run_script(SCRIPTS_DIR / step.script, args, {}, self.scratch / step.name)
+        summary = run_script(SCRIPTS_DIR / step.script, args, {}, self.scratch / step.name)
         for out in step.outputs:
             folder = self.local(step.name, out.local_path)
             if folder.exists():
@@ -211,7 +211,7 @@ class _Execution:
         (root / "input" / "config").mkdir(parents=True, exist_ok=True)
         (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters), encoding="utf-8")
         args = [a for k, v in sorted(hyperparameters.items()) if not k.startswith("sagemaker_") for a in (f"--{k}", v)]
-        summary = _run_script(code / hyperparameters["sagemaker_program"], args, env, self.scratch / step.name)
+        summary = run_script(code / hyperparameters["sagemaker_program"], args, env, self.scratch / step.name)
         archive = _pack_model(root / "model", self.scratch / step.name / "model.tar.gz")
         # AWS puts it under the training output path; locally it waits here until the gate passes
         self.model_uris[step.name] = self.lake.uri(f"{RUNS_PREFIX}/{self.run.run_id}/{step.name}/model.tar.gz")
@@ -316,7 +316,7 @@ def _run_id() -> str:
     return time.strftime("local-%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
 
 
-def _run_script(script: Path, args: list[str], env: Mapping[str, str], workdir: Path) -> str:
+def run_script(script: Path, args: list[str], env: Mapping[str, str], workdir: Path) -> str:
     """Run `script` with this interpreter; return its last line of output (its summary), raise on failure."""
     workdir.mkdir(parents=True, exist_ok=True)
     completed = subprocess.run(
