@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -276,7 +277,12 @@ def churn(
         ids = rng.choices(sorted(world.rows), k=requests)
         row = np.asarray([list(world.rows[ids[0]].values())], dtype=np.float32)
 
-        def get(customer_id: str) -> Callable[[], object]:
+        # A second container whose online store is a dict filled by real reads: the GET without the round trip.
+        stub = load_lambda("churn", fresh=True)
+        store = {c: stub.lookup_customer(c) for c in set(ids)}
+        setattr(stub, "lookup_customer", store.get)  # noqa: B010 (a module attribute mypy cannot see)
+
+        def get(customer_id: str, container: ModuleType = lam) -> Callable[[], object]:
             event = proxy_event(
                 "GET",
                 f"/customers/{customer_id}/churn",
@@ -284,7 +290,7 @@ def churn(
                 path_parameters={"customer_id": customer_id},
                 headers={"Accept": "application/json"},
             )
-            return lambda: lam.handler(event, context)
+            return lambda: container.handler(event, context)
 
         def post(customer_id: str) -> Callable[[], object]:
             body = json.dumps({"features": _typed(world.rows[customer_id])})
@@ -299,6 +305,7 @@ def churn(
 
         suites: list[tuple[str, list[Callable[[], object]]]] = [
             ("GET /customers/{id}/churn (DynamoDB on loopback)", [get(c) for c in ids]),
+            ("GET /customers/{id}/churn (in-memory store)", [get(c, stub) for c in ids]),
             ("POST /churn/score (no lookup)", [post(c) for c in ids]),
             ("raw xgboost inplace_predict, 1 row", [lambda: world.booster.inplace_predict(row)] * requests),
             ("raw xgboost DMatrix + pred_contribs, 1 row", [contribs] * requests),
@@ -319,7 +326,7 @@ def churn(
             world.booster.save_model(str(model_json))
             cold_floor = cold_start(cold_runs, "baseline", model_json, NOT_IN_BUNDLE)
 
-    get_lat, post_lat, raw, raw_contribs = results
+    get_lat, stub_lat, post_lat, raw, raw_contribs = results
     table = Table(title=f"churn API, {requests} requests each, model {trees} trees depth {depth}")
     for column in ("measurement", "p50 ms", "p99 ms", "p50 / raw"):
         table.add_column(column, justify="left" if column == "measurement" else "right")
@@ -342,8 +349,9 @@ def churn(
     post_p50, post_p99 = post_lat.percentile(50), post_lat.percentile(99)
     raw_us, contribs_us = raw.percentile(50) * 1000, raw_contribs.percentile(50) * 1000
     console.print(
-        f"churn serving: GET p50 {get_p50:.2f} ms p99 {get_p99:.2f} ms (DynamoDB loopback); "
-        f"what-if p50 {post_p50:.2f} ms p99 {post_p99:.2f} ms (target p99 <= 5 ms); "
+        f"churn serving: GET p50 {get_p50:.2f} ms p99 {get_p99:.2f} ms (DynamoDB loopback), "
+        f"p50 {stub_lat.percentile(50):.2f} ms p99 {stub_lat.percentile(99):.2f} ms (in-memory store); "
+        f"what-if p50 {post_p50:.2f} ms p99 {post_p99:.2f} ms; target p99 <= 5 ms without DynamoDB; "
         f"raw predict p50 {raw_us:.0f} us, contribs p50 {contribs_us:.0f} us; "
         f"what-if/raw {post_p50 * 1000 / raw_us:.0f}x; "
         f"cold init {cold_bundle['total_s']:.2f} s bundle ({cold_bundle['total_s'] / cold_floor['total_s']:.1f}x the "
