@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -14,7 +15,7 @@ import pytest
 
 from shelfwise.bench.serving import ServingWorld
 from shelfwise.churn_features import FEATURES
-from shelfwise.local_api import LocalApi, Route, dispatch, proxy_event, serialized, start_local_api
+from shelfwise.local_api import MAX_REQUEST_BYTES, LocalApi, Route, dispatch, proxy_event, serialized, start_local_api
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +180,16 @@ def test_a_serialized_handler_runs_one_request_at_a_time() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda _: handler({}, None), range(12)))
     assert max(overlaps) == 1
+
+
+def test_body_over_the_api_gateway_limit_is_413_without_reading_it(api: LocalApi) -> None:
+    host, port = api.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.putrequest("POST", "/churn/score")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(MAX_REQUEST_BYTES + 1))
+    connection.endheaders()  # and no body: the server must answer without waiting for 10 MB
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"]["code"] == "payload_too_large"
+    connection.close()
