@@ -44,12 +44,12 @@ def customer_features(
     facts = order_facts(orders)
     history = facts.join(sf.broadcast(cutoff_table), sf.col("ts") < sf.col("cutoff_ts"))
     activity = _order_aggregates(history).where(sf.col("frequency") > 0)
-    category_spend = _category_spend(orders, categories, cutoff_table)
+    category_ranks = _category_ranks(orders, categories, cutoff_table)
     features = (
         activity.join(_signups(customers), "customer_id", "left")
-        .join(_diversity(category_spend), ["customer_id", CUTOFF], "left")
+        .join(_diversity(category_ranks), ["customer_id", CUTOFF], "left")
         .join(
-            _stockouts_met(facts, stockouts, categories, category_spend, cutoff_table), ["customer_id", CUTOFF], "left"
+            _stockouts_met(facts, stockouts, categories, category_ranks, cutoff_table), ["customer_id", CUTOFF], "left"
         )
     )
     return features.select("customer_id", CUTOFF, *(_feature(name).alias(name) for name in FEATURE_NAMES))
@@ -145,8 +145,9 @@ def _order_aggregates(history: DataFrame) -> DataFrame:
     )
 
 
-def _category_spend(orders: DataFrame, categories: DataFrame, cutoff_table: DataFrame) -> DataFrame:
-    """Per customer, cutoff and category: gross spend on purchased lines before the cutoff."""
+def _category_ranks(orders: DataFrame, categories: DataFrame, cutoff_table: DataFrame) -> DataFrame:
+    """Per customer, cutoff and category bought before the cutoff: its `rank` by gross spend (ties by name) and
+    the customer's number of categories (`category_diversity`)."""
     daily = (
         orders.where(sf.col("quantity") > 0)
         .join(sf.broadcast(categories), "sku", "left")
@@ -159,28 +160,27 @@ def _category_spend(orders: DataFrame, categories: DataFrame, cutoff_table: Data
         .groupBy("customer_id", "category", "day")
         .agg(sf.sum("gross").alias("gross"))
     )
-    return (
+    spend = (
         daily.join(sf.broadcast(cutoff_table), sf.col("day") < sf.col(CUTOFF))
         .groupBy("customer_id", CUTOFF, "category")
         .agg(sf.sum("gross").alias("gross"))
     )
-
-
-def _diversity(category_spend: DataFrame) -> DataFrame:
-    return category_spend.groupBy("customer_id", CUTOFF).agg(sf.count("category").alias("category_diversity"))
-
-
-def _top_categories(category_spend: DataFrame) -> DataFrame:
-    ranking = Window.partitionBy("customer_id", CUTOFF).orderBy(sf.desc("gross"), sf.asc("category"))
-    return (
-        category_spend.withColumn("rank", sf.row_number().over(ranking))
-        .where(sf.col("rank") <= TOP_CATEGORIES)
-        .select("customer_id", CUTOFF, "category")
+    customer = Window.partitionBy("customer_id", CUTOFF)
+    return spend.select(
+        "customer_id",
+        CUTOFF,
+        "category",
+        sf.row_number().over(customer.orderBy(sf.desc("gross"), sf.asc("category"))).alias("rank"),
+        sf.count(sf.lit(1)).over(customer).alias("category_diversity"),
     )
 
 
+def _diversity(category_ranks: DataFrame) -> DataFrame:
+    return category_ranks.where(sf.col("rank") == 1).select("customer_id", CUTOFF, "category_diversity")
+
+
 def _stockouts_met(
-    facts: DataFrame, stockouts: DataFrame, categories: DataFrame, category_spend: DataFrame, cutoff_table: DataFrame
+    facts: DataFrame, stockouts: DataFrame, categories: DataFrame, category_ranks: DataFrame, cutoff_table: DataFrame
 ) -> DataFrame:
     """Per customer and cutoff: visits in the 90 days before the cutoff that met a stockout in a top category."""
     stockout_categories = (
@@ -194,7 +194,11 @@ def _stockouts_met(
     in_window = (sf.col("day") < sf.col(CUTOFF)) & (sf.col("day") >= sf.date_sub(CUTOFF, 90))
     return (
         visits_at_stockouts.join(sf.broadcast(cutoff_table), in_window)
-        .join(_top_categories(category_spend), ["customer_id", CUTOFF, "category"], "left_semi")
+        .join(
+            category_ranks.where(sf.col("rank") <= TOP_CATEGORIES).select("customer_id", CUTOFF, "category"),
+            ["customer_id", CUTOFF, "category"],
+            "left_semi",
+        )
         .groupBy("customer_id", CUTOFF)
         .agg(sf.count_distinct("store_id", "day").alias("stockouts_met_90d"))
     )
