@@ -113,10 +113,6 @@ def _assemble(
     return Events(session, kind, customer[session], sku, time, query, position, line, start)
 
 
-def _empty() -> IntArray:
-    return np.zeros(0, dtype=np.int64)
-
-
 def sessions(
     online: OnlineDay,
     order_customer: IntArray,

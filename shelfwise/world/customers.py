@@ -66,8 +66,9 @@ def build_customers(
     online = rng.random(n) < _ONLINE_PREFERENCE
     share = np.where(online, rng.beta(8, 2, size=n), rng.beta(1, 12, size=n))
     rate = np.minimum(rng.gamma(0.8, mean_rate / 0.8, size=n), 0.5)
-    gap_before = np.minimum(rng.exponential(1 / np.maximum(rate, 1e-3)), -signup + 0.0)
-    last = np.where(signup < 0, -np.ceil(np.maximum(gap_before, 1)), signup).astype(np.int64)
+    # Existing customers last bought a typical gap before the history starts (but not before signing up).
+    gap = np.clip(np.ceil(rng.exponential(1 / np.maximum(rate, 1e-3))), 1, np.maximum(-signup, 1))
+    last = np.where(signup < 0, -gap, signup).astype(np.int64)
     return Customers(
         signup_day=signup,
         home_store=home.astype(np.int64),

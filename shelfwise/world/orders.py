@@ -66,10 +66,10 @@ def draw_lines(
     return Lines(order, line_no, store, order_customer[order], sku.astype(np.int64), quantity, channel[order])
 
 
-def fill(lines: Lines, seconds: IntArray, on_shelf: IntArray, n_skus: int) -> Filled:
-    """Fill lines in time order from the shelf stock of their (store, SKU) cell."""
+def fill(lines: Lines, time: IntArray, on_shelf: IntArray, n_skus: int) -> Filled:
+    """Fill lines in `time` order from the shelf stock of their (store, SKU) cell."""
     cell = lines.store * n_skus + lines.sku
-    order = np.lexsort((lines.line_no, lines.order, seconds, cell))
+    order = np.lexsort((lines.line_no, lines.order, time, cell))
     qty_sorted = lines.quantity[order]
     cum = np.cumsum(qty_sorted)
     cell_sorted = cell[order]

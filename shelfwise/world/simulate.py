@@ -148,57 +148,30 @@ class _Simulation:
     def day(
         self, day: int, rate: FloatArray, part: demand.DemandChunk, i: int, ahead: FloatArray
     ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-        w, rng, c = self.w, self.rng, self.w.customers
-        line_totals = rate.sum(axis=1)
-        orders_expected = line_totals / (1.0 + np.take(demand.EXTRA_LINES, self.channel))
-        traffic = line_totals / np.maximum(self.reference, 1e-12)
-        visits = customers.draw_visits(c, day, traffic, orders_expected, self.online_store, rng)
-        walk_ins = rng.poisson(np.maximum(orders_expected - visits.expected, 0.0))
-        order_store = np.concatenate([visits.store, np.repeat(np.arange(self.n_stores), walk_ins)])
-        order_customer = np.concatenate([visits.customer, np.full(int(walk_ins.sum()), -1, dtype=np.int64)])
-        basket = orders.draw_lines(order_store, order_customer, rate, w.model.extra_units, self.channel, rng)
-
-        # Order times: in-store from the store clock, online from the session that placed the order.
-        order_channel = self.channel[order_store]
-        order_time = seconds_of_day(order_channel, rng) * US_PER_SECOND
-        online_orders = np.flatnonzero(order_channel == ONLINE)
-        local = np.full(len(order_store), -1, dtype=np.int64)
-        local[online_orders] = np.arange(len(online_orders))
-        online_lines = np.flatnonzero(basket.channel == ONLINE)
-        n_browse = int(rng.poisson(w.browse_sessions_per_order * len(online_orders)))
-        online_day = clickstream.OnlineDay(rate[self.online_store], w.products.category, w.colour)
-        session_events, purchase_time = clickstream.sessions(
-            online_day,
-            order_customer[online_orders],
-            local[basket.order[online_lines]],
-            basket.sku[online_lines],
-            online_lines,
-            self._browsers(day, n_browse),
-            n_browse,
-            rng,
-        )
-        order_time[online_orders] = purchase_time
-        line_time = order_time[basket.order]
-
+        c = self.w.customers
+        basket = self._place_orders(day, rate)
+        session_events, line_time = self._time_orders(day, basket, rate)
         # The shelf: fill in time order, censor the rest, reorder.
         carried = part.carried[i].ravel()
         on_shelf = inventory.open_day(self.inventory, day, carried, ahead)
         filled = orders.fill(basket, line_time, on_shelf, self.n_skus)
-        inventory.close_day(self.inventory, day, filled.sales, ahead, rng)
+        inventory.close_day(self.inventory, day, filled.sales, ahead, self.rng)
         selling = carried & (part.expected[i].ravel() > 0)
         stockout = selling & ((on_shelf == 0) | (filled.demand > on_shelf))
 
         known = basket.customer >= 0
         bought = np.unique(basket.customer[known & (filled.quantity > 0)])
         met = np.unique(basket.customer[known & (filled.quantity < basket.quantity)])
-        customers.end_day(c, day, bought, met, rng)
+        customers.end_day(c, day, bought, met, self.rng)
 
         sold = filled.quantity > 0
         price = part.price[i][basket.store, basket.sku]
         promo = part.promo[i][basket.store, basket.sku]
         self._schedule_returns(day, basket, filled.quantity, price, promo, sold)
         day_lines = self._number_lines(day, basket, filled.quantity, line_time, price, promo, sold)
-        lost = (session_events.kind == clickstream.PURCHASE) & (filled.quantity[session_events.line] == 0)
+        is_purchase = session_events.kind == clickstream.PURCHASE
+        lost = np.zeros(len(is_purchase), dtype=bool)
+        lost[is_purchase] = filled.quantity[session_events.line[is_purchase]] == 0
         day_events = self._number_events(day, session_events.keep(~lost))
         cell = np.flatnonzero(carried)
         day_cells = (
@@ -212,6 +185,46 @@ class _Simulation:
             part.price[i].ravel()[cell],
         )
         return day_lines, day_events, day_cells
+
+    def _place_orders(self, day: int, rate: FloatArray) -> orders.Lines:
+        """Customers' visits plus walk-ins up to the expected orders of each store, then their baskets."""
+        line_totals = rate.sum(axis=1)
+        orders_expected = line_totals / (1.0 + np.take(demand.EXTRA_LINES, self.channel))
+        traffic = line_totals / np.maximum(self.reference, 1e-12)
+        visits = customers.draw_visits(self.w.customers, day, traffic, orders_expected, self.online_store, self.rng)
+        walk_ins = self.rng.poisson(np.maximum(orders_expected - visits.expected, 0.0))
+        order_store = np.concatenate([visits.store, np.repeat(np.arange(self.n_stores), walk_ins)])
+        order_customer = np.concatenate([visits.customer, np.full(int(walk_ins.sum()), -1, dtype=np.int64)])
+        return orders.draw_lines(order_store, order_customer, rate, self.w.model.extra_units, self.channel, self.rng)
+
+    def _time_orders(self, day: int, basket: orders.Lines, rate: FloatArray) -> tuple[clickstream.Events, IntArray]:
+        """In-store orders get a time from the store clock, online ones from the session that placed them.
+
+        Returns the day's click events and each line's time (microseconds into the day).
+        """
+        n_orders = int(basket.order.max()) + 1 if basket.n else 0
+        first_line = np.flatnonzero(basket.line_no == 1)
+        order_channel = basket.channel[first_line]
+        order_customer = basket.customer[first_line]
+        order_time = seconds_of_day(order_channel, self.rng) * US_PER_SECOND
+        online_orders = np.flatnonzero(order_channel == ONLINE)
+        local = np.full(n_orders, -1, dtype=np.int64)
+        local[online_orders] = np.arange(len(online_orders))
+        online_lines = np.flatnonzero(basket.channel == ONLINE)
+        n_browse = int(self.rng.poisson(self.w.browse_sessions_per_order * len(online_orders)))
+        online_day = clickstream.OnlineDay(rate[self.online_store], self.w.products.category, self.w.colour)
+        events, purchase_time = clickstream.sessions(
+            online_day,
+            order_customer[online_orders],
+            local[basket.order[online_lines]],
+            basket.sku[online_lines],
+            online_lines,
+            self._browsers(day, n_browse),
+            n_browse,
+            self.rng,
+        )
+        order_time[online_orders] = purchase_time
+        return events, order_time[basket.order]
 
     def _browsers(self, day: int, n: int) -> IntArray:
         """Who browses without buying: a logged-in online-minded customer, or anonymous (-1)."""
