@@ -317,6 +317,7 @@ def churn(
                     call()  # warm-up: model load, connection pool, caches
                 progress.update(task, description=name, total=len(calls), completed=0)
                 results.append(time_calls(name, calls, lambda: progress.advance(task)))
+        load = os.getloadavg()
         progress.update(task, description="cold starts (fresh interpreters)", total=None)
         handler_dir = LAMBDAS_DIR / "churn"
         cold_bundle = cold_start(cold_runs, "handler", handler_dir, NOT_IN_BUNDLE)
@@ -334,6 +335,10 @@ def churn(
         ratio = lat.percentile(50) / raw.percentile(50)
         table.add_row(lat.name, f"{lat.percentile(50):.3f}", f"{lat.percentile(99):.3f}", f"{ratio:.1f}x")
     console.print(table)
+    # Latency tails on a shared machine follow its load; print it so that runs can be compared fairly.
+    console.print(
+        f"load average (1, 5, 15 min) at the end of the warm runs: {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}"
+    )
     cold = Table(title=f"cold initialisation, median of {cold_runs} fresh interpreters")
     for column in ("what", "imports s", "model load s", "total s", "total / floor"):
         cold.add_column(column, justify="left" if column == "what" else "right")
