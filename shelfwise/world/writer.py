@@ -9,18 +9,21 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": True,
-    "write_statistics": True,
-    "row_group_size": 1 << 20,
-}
+_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
+_ROW_GROUP_ROWS = 1 << 20
+#: Columns whose values are (nearly) all distinct: a dictionary page is wasted work for them.
+_NO_DICTIONARY = frozenset({"order_id", "event_id", "ts"})
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    return [name for name in schema.names if name not in _NO_DICTIONARY]
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, **_OPTIONS)
+    pq.write_table(
+        table, path, row_group_size=_ROW_GROUP_ROWS, use_dictionary=_dictionary_columns(table.schema), **_OPTIONS
+    )
 
 
 class PartWriter:
@@ -45,8 +48,7 @@ class StreamWriter:
         self.relative = relative
         self.path = root / relative
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        options = {k: v for k, v in _OPTIONS.items() if k != "row_group_size"}
-        self._writer = pq.ParquetWriter(self.path, schema, **options)
+        self._writer = pq.ParquetWriter(self.path, schema, use_dictionary=_dictionary_columns(schema), **_OPTIONS)
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
