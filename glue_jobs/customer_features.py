@@ -16,6 +16,7 @@ import time
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as sf
 
 from shelfwise.churn_features import CUTOFF, LABEL, LABEL_HORIZON_DAYS
 from shelfwise.customer_features import (
@@ -24,7 +25,7 @@ from shelfwise.customer_features import (
     labelled_cutoffs,
     latest_snapshot,
     order_day_range,
-    training_set,
+    with_labels,
 )
 from shelfwise.data_quality import feature_checks, validate
 from shelfwise.glue_args import JobArgumentError, parse_date, parse_int, resolve_args, split_list
@@ -68,10 +69,14 @@ def main(argv: list[str]) -> dict[str, int]:
         else last_day + dt.timedelta(days=1)
     )
 
-    training = training_set(orders, products, customers, stockouts, cutoffs, horizon)
-    serving = customer_features(orders, products, customers, stockouts, [serving_cutoff])
+    # One feature computation for both outputs: the training cutoffs and the serving cutoff together.
+    features = customer_features(orders, products, customers, stockouts, [*cutoffs, serving_cutoff])
+    features = features.persist(StorageLevel.MEMORY_AND_DISK)
+    training = with_labels(features, orders, cutoffs, horizon)
+    serving = features.where(sf.col(CUTOFF) == sf.lit(serving_cutoff))
     training_counts = _publish(training, args["training_path"], with_label=True)
     serving_counts = _publish(serving, args["serving_path"], with_label=False)
+    features.unpersist()
     orders.unpersist()
 
     counts = {
@@ -106,8 +111,6 @@ def _cutoffs(args: dict[str, str], first_day: dt.date, last_day: dt.date, horizo
 
 def _publish(features: DataFrame, path: str, with_label: bool) -> dict[str, int]:
     """Check `features`, write them as `cutoff=` partitions and return their row and churned counts."""
-    from pyspark.sql import functions as sf
-
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     validate(features, feature_checks(with_label), path)
     features.repartition(CUTOFF).write.mode("overwrite").partitionBy(CUTOFF).parquet(path)

@@ -65,12 +65,21 @@ def training_set(
 ) -> DataFrame:
     """The features at each cutoff with the label `churned`: 1 if no purchase in `[cutoff, cutoff + horizon)`."""
     features = customer_features(orders, products, customers, stockouts, cutoffs)
+    return with_labels(features, orders, cutoffs, horizon_days)
+
+
+def with_labels(features: DataFrame, orders: DataFrame, cutoffs: Sequence[dt.date], horizon_days: int) -> DataFrame:
+    """The rows of `features` at `cutoffs`, with the label `churned` computed from `orders`."""
     active = churn_labels(orders, cutoffs, horizon_days)
-    return features.join(active, ["customer_id", CUTOFF], "left").select(
-        "customer_id",
-        CUTOFF,
-        *FEATURE_NAMES,
-        sf.when(sf.col("active"), sf.lit(0)).otherwise(sf.lit(1)).cast("int").alias(LABEL),
+    return (
+        features.where(sf.col(CUTOFF).isin(*sorted(set(cutoffs))))
+        .join(active, ["customer_id", CUTOFF], "left")
+        .select(
+            "customer_id",
+            CUTOFF,
+            *FEATURE_NAMES,
+            sf.when(sf.col("active"), sf.lit(0)).otherwise(sf.lit(1)).cast("int").alias(LABEL),
+        )
     )
 
 
