@@ -141,15 +141,15 @@ class Lake:
         return keys
 
     def read_table(self, prefix: str) -> pa.Table:
-        """Read every Parquet file under `prefix`, adding `dt` from `dt=` folders when present."""
+        """Read every Parquet file under `prefix`, adding a column per `name=value` folder (`dt=`, `cutoff=`, ...)."""
         tables = []
         for obj in sorted(self.list(prefix), key=lambda o: o.key):
             if not obj.key.endswith(".parquet"):
                 continue
             table = pq.read_table(io.BytesIO(self.get_bytes(obj.key)))
-            day = _partition_day(obj.key)
-            if day is not None and "dt" not in table.column_names:
-                table = table.append_column("dt", pa.array([day] * table.num_rows, pa.date32()))
+            for name, value in partition_values(obj.key[len(prefix) :]).items():
+                if name not in table.column_names:
+                    table = table.append_column(name, pa.array([value] * table.num_rows))
             tables.append(table)
         if not tables:
             raise FileNotFoundError(f"no Parquet files under s3://{self.bucket}/{prefix}")
@@ -166,8 +166,15 @@ class Lake:
         return totals
 
 
-def _partition_day(key: str) -> dt.date | None:
-    for part in key.split("/"):
-        if part.startswith("dt="):
-            return dt.date.fromisoformat(part[3:])
-    return None
+def partition_values(key: str) -> dict[str, dt.date | str]:
+    """Hive-style partition values in a key's folders; ISO dates become dates."""
+    values: dict[str, dt.date | str] = {}
+    for part in key.split("/")[:-1]:
+        name, sep, value = part.partition("=")
+        if not sep or not name:
+            continue
+        try:
+            values[name] = dt.date.fromisoformat(value)
+        except ValueError:
+            values[name] = value
+    return values
