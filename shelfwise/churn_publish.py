@@ -1,51 +1,237 @@
-"""Publish a churn batch run to the online store: the latest serving features joined with their batch scores.
+"""Publish a churn batch run to the online store from the batch score's `online_records.jsonl`.
 
-Registered customers without purchase history get a cold-start item, so the API can tell them apart from unknown ids.
+Each line is one customer as the online store holds it (docs/contracts.md): `customer_id`, `features` (name ->
+number, or null for a registered customer without purchase history: a cold start), `as_of` (YYYY-MM-DD) and, for a
+scored customer, `probability` and `model_version`. Lines are parsed as they stream in and written in chunks, so
+memory is bounded by the chunk size whatever the size of the run. Every line is accounted for: lines = written +
+rejected, and each rejection names its line number and what is wrong.
+
+Pure Python over boto3 (no pyarrow): the publish Lambda and the local demo both call `publish_lines`.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
-from shelfwise.churn_features import CUSTOMER, FEATURE_NAMES
-from shelfwise.lake import Lake
-from shelfwise.online_store import ChurnRecord, WriteReport, write_churn_records
+from shelfwise.online_store import ChurnRecord, write_churn_records
 
-SERVING_PREFIX = "features/churn/serving/"
-CUSTOMERS_PREFIX = "raw/customers/"
+#: The file the batch score writes beside `predictions.parquet`.
+ONLINE_RECORDS = "online_records.jsonl"
+#: Records per call of `write_churn_records`: what the publisher holds in memory at once.
+CHUNK_RECORDS = 1000
+#: Rejections kept in the report (all of them go to `on_reject`).
+SAMPLE_REJECTIONS = 20
+#: Rejected lines are kept in quarantine up to this many characters.
+MAX_KEPT_TEXT = 4096
+
+_REQUIRED = ("customer_id", "features", "as_of")
+_OPTIONAL = ("probability", "model_version")
+_MAX_ID = 128
 
 
-def churn_records(
-    features: list[dict[str, Any]], scores: list[dict[str, Any]], customer_ids: list[str]
-) -> list[ChurnRecord]:
-    """One record per served customer (features + score) and one cold-start record per other registered customer."""
-    key = CUSTOMER.join_key
-    by_customer = {row[key]: row for row in scores}
-    records = []
-    for row in features:
-        score = by_customer.get(row[key])
-        records.append(
-            ChurnRecord(
-                customer_id=row[key],
-                features={name: float(row[name]) for name in FEATURE_NAMES},
-                as_of=str(row["cutoff"])[:10],
-                probability=None if score is None else float(score["probability"]),
-                model_version=None if score is None else str(score["model_version"]),
-            )
+class MalformedLineError(ValueError):
+    """A line of `online_records.jsonl` is not a valid online record; the message names the line and the field."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(f"line {line}: {problem}")
+        self.line = line
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A line that was not written, with why; `text` is the line itself (cut at MAX_KEPT_TEXT characters)."""
+
+    line: int
+    reason: str
+    customer_id: str | None = None
+    text: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"line": self.line, "customer_id": self.customer_id, "reason": self.reason, "text": self.text},
+            ensure_ascii=False,
         )
-    served = {row[key] for row in features}
-    as_of = str(features[0]["cutoff"])[:10] if features else ""
-    records.extend(
-        ChurnRecord(customer_id=customer_id, features=None, as_of=as_of)
-        for customer_id in customer_ids
-        if customer_id not in served
+
+
+@dataclass
+class PublishReport:
+    lines: int = 0
+    written: int = 0
+    cold_starts: int = 0  # written records without features
+    rejected: int = 0
+    batches: int = 0
+    retries: int = 0
+    sample: list[Rejection] = field(default_factory=list)  # the first SAMPLE_REJECTIONS rejections
+
+    @property
+    def reconciles(self) -> bool:
+        return self.lines == self.written + self.rejected
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "lines": self.lines,
+            "written": self.written,
+            "cold_starts": self.cold_starts,
+            "rejected": self.rejected,
+            "batches": self.batches,
+            "retries": self.retries,
+        }
+
+
+def parse_line(raw: bytes | str, line: int) -> ChurnRecord:
+    """One JSONL line as a record; raises MalformedLineError naming the line and the offending field."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise MalformedLineError(line, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not text.strip():
+        raise MalformedLineError(line, "empty line")
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise MalformedLineError(line, f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:
+        raise MalformedLineError(line, str(exc)) from None
+    if not isinstance(value, dict):
+        raise MalformedLineError(line, f"expected a JSON object, got {type(value).__name__}")
+    return _record(value, line)
+
+
+def publish_lines(
+    lines: Iterable[bytes | str],
+    *,
+    table: str | None = None,
+    client: Any = None,
+    chunk_records: int = CHUNK_RECORDS,
+    on_reject: Callable[[Rejection], None] | None = None,
+    now: datetime | None = None,
+) -> PublishReport:
+    """Write every valid line to the online store, chunk by chunk; report (and pass to `on_reject`) the others.
+
+    A chunk is written before it would hold a customer twice, so a repeated customer is written again (the later
+    line wins in DynamoDB, as in `write_churn_records`) and no line is merged away uncounted.
+    Raises `shelfwise.online_store.UnprocessedItemsError` when DynamoDB keeps throttling a batch; publishing is
+    idempotent, so the caller may simply run it again.
+    """
+    if chunk_records < 1:
+        raise ValueError(f"chunk_records must be at least 1, got {chunk_records}")
+    report = PublishReport()
+
+    def reject(rejection: Rejection) -> None:
+        report.rejected += 1
+        if len(report.sample) < SAMPLE_REJECTIONS:
+            report.sample.append(rejection)
+        if on_reject is not None:
+            on_reject(rejection)
+
+    chunk: dict[str, tuple[int, ChurnRecord, str]] = {}
+
+    def flush() -> None:
+        if not chunk:
+            return
+        result = write_churn_records((r for _, r, _ in chunk.values()), table, client, now=now)
+        refused = dict(result.rejected)
+        for customer_id, reason in refused.items():
+            number, _, text = chunk[customer_id]
+            reject(Rejection(number, f"line {number}: {reason}", customer_id, text))
+        report.written += result.written
+        report.cold_starts += sum(1 for c, (_, r, _) in chunk.items() if r.features is None and c not in refused)
+        report.batches += result.batches
+        report.retries += result.retries
+        chunk.clear()
+
+    for number, raw in enumerate(lines, start=1):
+        report.lines += 1
+        text = _kept_text(raw)
+        try:
+            record = parse_line(raw, number)
+        except MalformedLineError as exc:
+            reject(Rejection(number, str(exc), _customer_id_of(text), text))
+            continue
+        if record.customer_id in chunk or len(chunk) >= chunk_records:
+            flush()
+        chunk[record.customer_id] = (number, record, text)
+    flush()
+    return report
+
+
+# -- validation --------------------------------------------------------------------------------------------------
+
+
+def _record(value: dict[str, Any], line: int) -> ChurnRecord:
+    missing = [name for name in _REQUIRED if name not in value]
+    if missing:
+        raise MalformedLineError(line, f"missing field {missing[0]!r}")
+    unknown = sorted(set(value) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise MalformedLineError(line, f"unknown field {unknown[0]!r}")
+    customer_id = value["customer_id"]
+    if not isinstance(customer_id, str) or not 0 < len(customer_id) <= _MAX_ID:
+        raise MalformedLineError(line, f"customer_id must be a string of 1-{_MAX_ID} characters, got {customer_id!r}")
+    features = _features(value["features"], line)
+    probability = value.get("probability")
+    if probability is not None:
+        probability = _number("probability", probability, line)
+        if not 0 <= probability <= 1:
+            raise MalformedLineError(line, f"probability must be in [0, 1], got {probability}")
+    if features is None and probability is not None:
+        raise MalformedLineError(line, "a cold start (features null) has no probability")
+    model_version = value.get("model_version")
+    if model_version is not None and (not isinstance(model_version, str) or not model_version):
+        raise MalformedLineError(line, f"model_version must be a non-empty string or null, got {model_version!r}")
+    return ChurnRecord(
+        customer_id=customer_id,
+        features=features,
+        as_of=_as_of(value["as_of"], line),
+        probability=probability,
+        model_version=model_version,
     )
-    return records
 
 
-def publish_churn(lake: Lake, predictions_prefix: str) -> WriteReport:
-    """Read the serving features, the batch scores and the customers from the lake; write them to the online store."""
-    features = lake.read_table(SERVING_PREFIX).to_pylist()
-    scores = lake.read_table(predictions_prefix).to_pylist()
-    customer_ids = [str(c) for c in lake.read_table(CUSTOMERS_PREFIX).column(CUSTOMER.join_key).to_pylist()]
-    return write_churn_records(churn_records(features, scores, customer_ids), table=lake.cfg.online_table)
+def _features(value: Any, line: int) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise MalformedLineError(line, f"features must be a non-empty object or null, got {value!r}")
+    return {name: _number(f"features.{name}", number, line) for name, number in value.items()}
+
+
+def _number(name: str, value: Any, line: int) -> float:
+    # bool is an int in Python, but true/false in a feature is a producer bug, not a 1/0.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise MalformedLineError(line, f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _as_of(value: Any, line: int) -> str:
+    try:
+        if not isinstance(value, str) or len(value) != len("YYYY-MM-DD"):
+            raise ValueError
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise MalformedLineError(line, f"as_of must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _no_constant(name: str) -> float:
+    # json.loads accepts NaN and Infinity unless told otherwise; neither can be stored or scored.
+    raise ValueError(f"{name} is not a number the online store can hold")
+
+
+def _kept_text(raw: bytes | str) -> str:
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    return text[:MAX_KEPT_TEXT]
+
+
+def _customer_id_of(text: str) -> str | None:
+    """The customer id of a rejected line, when it has a readable one (for the quarantine record)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    customer_id = value.get("customer_id") if isinstance(value, dict) else None
+    return customer_id if isinstance(customer_id, str) else None

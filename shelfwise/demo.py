@@ -80,10 +80,9 @@ def run_demo(
     options: DemoOptions, progress: Progress | None = None, serve: Callable[[str], None] | None = None
 ) -> DemoResult:
     """Run the chain; `serve(url)` is called while the API is up (e.g. to keep it running for a user)."""
-    from shelfwise.churn_publish import publish_churn
     from shelfwise.glue_local import run_job
     from shelfwise.ingest import ingest_world
-    from shelfwise.local_api import start_local_api
+    from shelfwise.local_api import LocalLambdaContext, load_lambda, start_local_api
     from shelfwise.pipelines.local import run_churn_pipeline
     from shelfwise.world import generate_world
 
@@ -128,8 +127,13 @@ def run_demo(
         result.truth_auc = _auc_against_truth(lake, world_dir, run.artifact_key)
 
         with timer.stage("online_store") as st:
-            written = publish_churn(lake, predictions_prefix).written
-            st.detail = f"{written:,} items"
+            # The publish Lambda's own handler, with the event Step Functions sends it in AWS.
+            publish = load_lambda("churn_publish", fresh=True).handler
+            event = {"predictions_prefix": predictions_prefix}
+            published = publish(event, LocalLambdaContext("churn-publish"))
+            st.detail = f"{published['written']:,} items"
+            if published["rejected"]:
+                st.detail += f", {published['rejected']:,} rejected (see {published['quarantine_key']})"
 
         with timer.stage("api") as st:
             api = start_local_api(port=0)

@@ -46,6 +46,8 @@ REGISTER, SCORE, FAIL = "RegisterChurnModel", "BatchScoreChurn", "ChurnModelReje
 
 MIN_AUC, MIN_MARGIN, APPROVAL = "MinAuc", "MinMarginOverBaseline", "ModelApprovalStatus"
 TRAINING_FEATURES, SERVING_FEATURES = "TrainingFeaturesUri", "ServingFeaturesUri"
+#: The raw customers table: batch scoring writes a cold-start online record for every customer without features.
+CUSTOMERS = "CustomersUri"
 PROCESSING_INSTANCE, TRAINING_INSTANCE = "ProcessingInstanceType", "TrainingInstanceType"
 
 XGBOOST_VERSION = "3.2-0"
@@ -147,6 +149,7 @@ def _score_step(cfg: ChurnPipelineConfig) -> ProcessingStep:
         inputs=(
             Input("model", ModelArtifacts(TRAIN), f"{PROCESSING}/model"),
             Input("features", ParamRef(SERVING_FEATURES), f"{PROCESSING}/input/features"),
+            Input("customers", ParamRef(CUSTOMERS), f"{PROCESSING}/input/customers"),
         ),
         outputs=(
             Output(
@@ -201,6 +204,7 @@ def churn_pipeline_spec(cfg: ChurnPipelineConfig) -> PipelineSpec:
             Parameter(APPROVAL, "PendingManualApproval"),
             Parameter(TRAINING_FEATURES, f"s3://{cfg.bucket}/features/churn/training/"),
             Parameter(SERVING_FEATURES, f"s3://{cfg.bucket}/features/churn/serving/"),
+            Parameter(CUSTOMERS, f"s3://{cfg.bucket}/raw/customers/"),
             Parameter(PROCESSING_INSTANCE, "ml.m5.xlarge"),
             Parameter(TRAINING_INSTANCE, "ml.m5.xlarge"),
         ),

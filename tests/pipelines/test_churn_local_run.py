@@ -13,7 +13,9 @@ import pyarrow as pa
 import pytest
 
 from shelfwise.lake import Lake
+from shelfwise.local_api import LocalLambdaContext, load_lambda
 from shelfwise.local_aws import LocalAws, local_aws
+from shelfwise.online_store import get_customer
 from shelfwise.pipelines.local import resolve_parameters, run_churn_pipeline
 from shelfwise.pipelines.registry import NoApprovedModelError, latest_approved_artifact
 
@@ -31,10 +33,17 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
         yield running
 
 
+#: Registered customers that never bought: batch scoring gives each a cold-start online record.
+NEVER_BOUGHT = ("N000001", "N000002", "N000003")
+
+
 def load_features(lake: Lake, training: pd.DataFrame, serving: pd.DataFrame) -> None:
+    """Training and serving features, and the raw customers table (every serving customer, and a few new ones)."""
     for cutoff, rows in training.groupby("cutoff"):
         lake.write_table(pa.Table.from_pandas(rows, preserve_index=False), f"features/churn/training/cutoff={cutoff}")
     lake.write_table(pa.Table.from_pandas(serving, preserve_index=False), "features/churn/serving/cutoff=2024-06-01")
+    customers = pa.table({"customer_id": [*serving["customer_id"], *NEVER_BOUGHT]})
+    lake.write_table(customers, "raw/customers/dt=2024-06-01")
 
 
 def model_packages(aws: LocalAws) -> list[dict[str, Any]]:
@@ -91,6 +100,20 @@ def test_model_with_signal_is_registered_approved_and_scores_everyone(aws: Local
     predictions = lake.read_table(run.predictions_prefix).to_pandas()
     assert len(predictions) == len(serving)
     assert set(predictions["model_version"]) == {run.model_version}
+    # the run's online records reach the online store through the publish Lambda, as Step Functions invokes it
+    publish = load_lambda("churn_publish", fresh=True).handler
+    published = publish({"predictions_prefix": run.predictions_prefix}, LocalLambdaContext("churn-publish"))
+    assert (published["written"], published["cold_starts"], published["rejected"]) == (
+        len(serving) + len(NEVER_BOUGHT),
+        len(NEVER_BOUGHT),
+        0,
+    )
+    scored = get_customer(str(serving["customer_id"].iloc[0]))
+    assert scored is not None
+    assert scored.model_version == run.model_version
+    never_bought = get_customer(NEVER_BOUGHT[0])
+    assert never_bought is not None
+    assert never_bought.cold_start
 
 
 def test_a_stricter_threshold_passed_as_parameter_rejects_the_same_model(aws: LocalAws, synthetic: Any) -> None:

@@ -219,6 +219,7 @@ def test_batch_score_scores_every_customer_of_the_latest_cutoff(
         f"--features-dir={features}",
         f"--predictions-dir={tmp_path / 'predictions'}",
         f"--quarantine-dir={tmp_path / 'quarantine'}",
+        f"--customers-dir={tmp_path / 'no-customers-channel'}",
     )
     predictions = pq.read_table(tmp_path / "predictions" / "predictions.parquet").to_pandas()
     assert len(predictions) == len(latest) - 1
@@ -230,6 +231,67 @@ def test_batch_score_scores_every_customer_of_the_latest_cutoff(
     assert all(set(r) <= set(FEATURE_NAMES) and len(r) <= 3 for r in predictions["top_reasons"])
     rejected = pq.read_table(tmp_path / "quarantine" / "part-00000.parquet").to_pandas()
     assert list(rejected["reason"]) == ["missing customer_id"]
+    # without the customers channel: one online record per scored customer and no cold starts
+    online = read_online_records(tmp_path / "predictions")
+    assert [r["customer_id"] for r in online] == list(predictions["customer_id"])
+
+
+def read_online_records(folder: Path) -> list[dict[str, Any]]:
+    lines = (folder / "online_records.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def write_customers(root: Path, snapshots: dict[str, list[str | None]]) -> Path:
+    """The raw customers table as ingest lays it out: one `dt=` snapshot folder per day."""
+    for day, ids in snapshots.items():
+        folder = root / f"dt={day}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"customer_id": pa.array(ids, pa.string())}), folder / "part-00000.parquet")
+    return root
+
+
+def test_batch_score_writes_online_records_with_a_cold_start_per_customer_without_features(
+    trained: dict[str, Path], tmp_path: Path, synthetic: Any
+) -> None:
+    serving = synthetic.frame(40, 1, seed=11, signal=True, labelled=False)
+    serving.loc[serving.index[1], "recency_days"] = np.nan  # scored as missing; the online store cannot hold it
+    features = synthetic.write(serving, tmp_path / "serving")
+    served = list(serving["customer_id"])
+    customers = write_customers(
+        tmp_path / "customers",
+        {
+            "2024-01-01": ["C-GONE"],  # an older snapshot: not the current registry
+            "2024-02-01": [*served[:30], "N2", "N1", "N1", None],  # duplicated and missing ids
+        },
+    )
+    out = run_script(
+        "batch_score.py",
+        f"--model-dir={trained['model']}",
+        f"--features-dir={features}",
+        f"--predictions-dir={tmp_path / 'predictions'}",
+        f"--quarantine-dir={tmp_path / 'quarantine'}",
+        f"--customers-dir={customers}",
+    )
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["cold_starts"] == 2
+    assert summary["customers_without_id"] == 1
+    assert summary["online_records"] == 42
+    predictions = pq.read_table(tmp_path / "predictions" / "predictions.parquet").to_pandas()
+    online = read_online_records(tmp_path / "predictions")
+    assert [r["customer_id"] for r in online] == [*predictions["customer_id"], "N1", "N2"]
+    model = load_model(trained["model"])
+    as_of = str(serving["cutoff"].max())
+    by_id = {r["customer_id"]: r for r in online}
+    for row in predictions.itertuples():
+        record = by_id[row.customer_id]
+        assert set(record) == {"customer_id", "features", "as_of", "probability", "model_version"}
+        assert record["probability"] == pytest.approx(row.probability)
+        assert (record["model_version"], record["as_of"]) == (model.model_version, as_of)
+        assert list(record["features"]) == list(model.feature_names)
+    first = serving.iloc[0]
+    assert by_id[first["customer_id"]]["features"] == {name: float(first[name]) for name in model.feature_names}
+    assert by_id[serving.iloc[1]["customer_id"]]["features"]["recency_days"] is None
+    assert by_id["N1"] == {"customer_id": "N1", "features": None, "as_of": as_of}
 
 
 def test_batch_score_names_missing_model_features(trained: dict[str, Path], tmp_path: Path, synthetic: Any) -> None:

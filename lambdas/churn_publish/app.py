@@ -1,0 +1,139 @@
+"""Churn publish (Step Functions -> Lambda, or the local demo in-process): stream a batch run's
+`online_records.jsonl` from the lake into the DynamoDB online store with `shelfwise.churn_publish`.
+
+Event: `{"predictions_prefix": "predictions/churn/<run>/"}` (the object `<prefix>online_records.jsonl` in the lake
+bucket) or `{"bucket": "...", "key": "..."}`. A bad event raises `InvalidEventError` naming the field.
+Answer: the counts (lines = written + rejected) and, when lines were rejected, `quarantine_key`: the lake object
+`quarantine/churn-publish/<run>/rejected.jsonl` holding each rejected line with its line number and reason.
+"""
+
+import functools
+import re
+import tempfile
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shelfwise.churn_publish import ONLINE_RECORDS, Rejection, publish_lines
+from shelfwise.config import settings
+
+SERVICE = "churn-publish"
+PREDICTIONS_PREFIX = "predictions/churn/"
+QUARANTINE_PREFIX = "quarantine/churn-publish/"
+#: Rejections also written to the log (all of them go to the quarantine object).
+LOGGED_REJECTIONS = 10
+
+logger = Logger(service=SERVICE, level=settings().log_level)
+# Only botocore is patched: every call this function makes goes through it.
+tracer = Tracer(service=SERVICE, patch_modules=("botocore",))
+metrics = Metrics(namespace="Shelfwise", service=SERVICE)
+
+
+class InvalidEventError(ValueError):
+    """The event is not one this function takes; the message names the field."""
+
+
+class OnlineRecordsMissingError(RuntimeError):
+    """The run has no `online_records.jsonl` (it did not finish, or an older batch score wrote it)."""
+
+
+class PublishEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    predictions_prefix: str | None = Field(None, pattern=r"^predictions/churn/[A-Za-z0-9][A-Za-z0-9._:-]{0,127}/$")
+    bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    key: str | None = Field(None, min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "PublishEvent":
+        if self.predictions_prefix is not None and (self.bucket is not None or self.key is not None):
+            raise ValueError("give predictions_prefix or bucket and key, not both")
+        if self.predictions_prefix is None and (self.bucket is None or self.key is None):
+            raise ValueError("give predictions_prefix, or both bucket and key")
+        return self
+
+    def location(self, lake_bucket: str) -> tuple[str, str]:
+        if self.predictions_prefix is not None:
+            return lake_bucket, self.predictions_prefix + ONLINE_RECORDS
+        # _one_location guarantees both are set here
+        return str(self.bucket), str(self.key)
+
+
+def parse_event(event: Any) -> PublishEvent:
+    """The event as a `PublishEvent`; raises InvalidEventError naming each bad field."""
+    if not isinstance(event, dict):
+        raise InvalidEventError(f"the event must be a JSON object, got {type(event).__name__}")
+    try:
+        return PublishEvent.model_validate(event)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"]) or "event"
+            problems.append(f"{field}: {err['msg']}")
+        raise InvalidEventError("invalid publish event: " + "; ".join(problems)) from None
+
+
+def quarantine_key(key: str) -> str:
+    """Where the rejected lines of the run at `key` go: named by the run folder, as the other quarantines are."""
+    run = key.rsplit("/", 2)[-2] if key.count("/") >= 1 else "unknown-run"
+    return f"{QUARANTINE_PREFIX}{re.sub(r'[^A-Za-z0-9._:-]', '_', run)}/rejected.jsonl"
+
+
+@functools.cache
+def _clients() -> tuple[Any, Any]:
+    cfg = settings()
+    return (
+        boto3.client("s3", region_name=cfg.region, endpoint_url=cfg.aws_endpoint_url),
+        boto3.client("dynamodb", region_name=cfg.region, endpoint_url=cfg.aws_endpoint_url),
+    )
+
+
+@tracer.capture_method
+def publish(bucket: str, key: str) -> dict[str, Any]:
+    """Stream `s3://bucket/key` into the online table; quarantine rejected lines in the lake."""
+    s3, dynamodb = _clients()
+    cfg = settings()
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise OnlineRecordsMissingError(
+                f"no online records at s3://{bucket}/{key}: the batch score of that run wrote none"
+            ) from None
+        raise
+    # Rejected lines stream to a scratch file (Lambda's /tmp), so memory stays bounded however many there are.
+    with tempfile.NamedTemporaryFile("w+", encoding="utf-8", suffix=".jsonl") as rejected:
+
+        def keep(rejection: Rejection) -> None:
+            rejected.write(rejection.to_json() + "\n")
+
+        report = publish_lines(body.iter_lines(), table=cfg.online_table, client=dynamodb, on_reject=keep)
+        rejected.flush()
+        kept = None
+        if report.rejected:
+            kept = quarantine_key(key)
+            s3.upload_file(rejected.name, cfg.lake_bucket, kept)
+    for rejection in report.sample[:LOGGED_REJECTIONS]:
+        logger.warning("rejected line", extra={"line": rejection.line, "reason": rejection.reason})
+    if not report.reconciles:  # a bug in the publisher, never bad input: fail loudly
+        raise RuntimeError(f"publish counts do not reconcile: {report.summary()}")
+    return {"bucket": bucket, "key": key, **report.summary(), "quarantine_key": kept}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = parse_event(event)
+    bucket, key = request.location(settings().lake_bucket)
+    result = publish(bucket, key)
+    metrics.add_metric(name="PublishedRecords", unit=MetricUnit.Count, value=result["written"])
+    metrics.add_metric(name="ColdStartRecords", unit=MetricUnit.Count, value=result["cold_starts"])
+    metrics.add_metric(name="RejectedRecords", unit=MetricUnit.Count, value=result["rejected"])
+    logger.info("published churn records", extra=result)
+    return result

@@ -1,0 +1,123 @@
+"""The churn publish handler against a moto server: an `online_records.jsonl` object in the lake becomes online-store
+items, rejected lines land in quarantine with their reasons, and bad events are named."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from shelfwise.lake import Lake
+from shelfwise.local_api import LocalLambdaContext, load_lambda
+from shelfwise.local_aws import LocalAws, local_aws
+from shelfwise.online_store import get_customer
+
+RUN = "predictions/churn/run-1/"
+FEATURES = {"recency_days": 12.0, "monetary": 80.5}
+
+
+@pytest.fixture
+def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
+    # moto keeps one state per process: a fresh bucket and table per test
+    monkeypatch.setenv("SHELFWISE_ENV", f"p{secrets.token_hex(4)}")
+    monkeypatch.setenv("SHELFWISE_WORK_DIR", str(tmp_path / "work"))
+    with local_aws() as running:
+        yield running
+
+
+@pytest.fixture
+def publish(aws: LocalAws) -> ModuleType:
+    return load_lambda("churn_publish", fresh=True)
+
+
+def invoke(module: ModuleType, event: Any) -> dict[str, Any]:
+    result: dict[str, Any] = module.handler(event, LocalLambdaContext(function_name="churn-publish-test"))
+    return result
+
+
+def put_lines(lake: Lake, key: str, lines: list[dict[str, Any] | str]) -> None:
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    lake.put_bytes(key, text.encode(), content_type="application/x-ndjson")
+
+
+def scored(customer_id: str, probability: float) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "features": FEATURES,
+        "as_of": "2024-12-31",
+        "probability": probability,
+        "model_version": "v7",
+    }
+
+
+def test_online_records_in_the_lake_become_items_and_a_bad_line_is_quarantined(
+    aws: LocalAws, publish: ModuleType
+) -> None:
+    lake = Lake(aws.settings)
+    put_lines(
+        lake,
+        RUN + "online_records.jsonl",
+        [
+            scored("C1", 0.9),
+            '{"customer_id": "C2", "features": {"recency_days": "soon"}, "as_of": "2024-12-31"}',
+            scored("C3", 0.1),
+            {"customer_id": "C4", "features": None, "as_of": "2024-12-31"},
+        ],
+    )
+    result = invoke(publish, {"predictions_prefix": RUN})
+    assert result["key"] == RUN + "online_records.jsonl"
+    assert (result["lines"], result["written"], result["cold_starts"], result["rejected"]) == (4, 3, 1, 1)
+    assert result["quarantine_key"] == "quarantine/churn-publish/run-1/rejected.jsonl"
+
+    c1 = get_customer("C1", table=aws.settings.online_table)
+    assert c1 is not None
+    assert (c1.probability, c1.model_version, c1.as_of, c1.features) == (0.9, "v7", "2024-12-31", FEATURES)
+    c4 = get_customer("C4", table=aws.settings.online_table)
+    assert c4 is not None
+    assert c4.cold_start
+    assert c4.probability is None
+    assert get_customer("C2", table=aws.settings.online_table) is None
+
+    (quarantined,) = [json.loads(line) for line in lake.get_bytes(result["quarantine_key"]).decode().splitlines()]
+    assert quarantined["line"] == 2
+    assert quarantined["customer_id"] == "C2"
+    assert "features.recency_days must be a finite number, got 'soon'" in quarantined["reason"]
+    assert '"soon"' in quarantined["text"]
+
+
+def test_bucket_and_key_name_the_object_and_a_clean_run_quarantines_nothing(aws: LocalAws, publish: ModuleType) -> None:
+    lake = Lake(aws.settings)
+    put_lines(lake, "predictions/churn/other/online_records.jsonl", [scored("C1", 0.5)])
+    result = invoke(publish, {"bucket": lake.bucket, "key": "predictions/churn/other/online_records.jsonl"})
+    assert (result["written"], result["rejected"], result["quarantine_key"]) == (1, 0, None)
+    assert list(lake.list("quarantine/")) == []
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"predictions_prefix": "models/churn/run-1/"}, "predictions_prefix: String should match pattern"),
+        ({"predictions_prefix": "predictions/churn/run-1"}, "predictions_prefix: String should match pattern"),
+        ({}, "give predictions_prefix, or both bucket and key"),
+        ({"bucket": "some-bucket"}, "give predictions_prefix, or both bucket and key"),
+        ({"predictions_prefix": RUN, "key": "x"}, "not both"),
+        ({"predictions_prefix": RUN, "run": "x"}, "run: Extra inputs are not permitted"),
+        ({"bucket": "Bad_Bucket", "key": "k"}, "bucket: String should match pattern"),
+        ({"predictions_prefix": 42}, "predictions_prefix: Input should be a valid string"),
+        ([RUN], "the event must be a JSON object, got list"),
+    ],
+)
+def test_a_bad_event_is_refused_naming_the_field(publish: ModuleType, event: Any, message: str) -> None:
+    with pytest.raises(publish.InvalidEventError) as caught:
+        invoke(publish, event)
+    assert message in str(caught.value)
+
+
+def test_a_run_without_online_records_is_named(aws: LocalAws, publish: ModuleType) -> None:
+    with pytest.raises(publish.OnlineRecordsMissingError, match=r"predictions/churn/never-ran/online_records\.jsonl"):
+        invoke(publish, {"predictions_prefix": "predictions/churn/never-ran/"})
