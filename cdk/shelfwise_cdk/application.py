@@ -15,6 +15,7 @@ from shelfwise_cdk.stacks.churn_pipeline import ChurnPipelineStack, DefinitionFa
 from shelfwise_cdk.stacks.data_lake import DataLakeStack
 from shelfwise_cdk.stacks.feature_jobs import FeatureJobsStack
 from shelfwise_cdk.stacks.online_store import OnlineStoreStack
+from shelfwise_cdk.stacks.orchestration import ChainTargets, OrchestrationStack
 
 #: Scripts of the churn pipeline's processing steps, staged one asset each (the training code goes as a tarball).
 CHURN_SCRIPTS = ("prepare.py", "evaluate.py", "batch_score.py")
@@ -48,6 +49,7 @@ class ShelfwiseStacks:
     feature_jobs: FeatureJobsStack
     churn_pipeline: ChurnPipelineStack
     churn_api: ChurnApiStack
+    orchestration: OrchestrationStack
 
 
 def new_app(*, outdir: str | None = None, context: dict[str, object] | None = None) -> App:
@@ -131,12 +133,34 @@ def build_stacks(app: App, deployment: Deployment, churn_code: ChurnPipelineCode
         stack_name=deployment.stack_name("churn-api"),
         description="Shelfwise churn API: API Gateway, Lambda, alarms",
     )
-    for consumer in (feature_jobs, churn_pipeline, churn_api):
+    orchestration = OrchestrationStack(
+        app,
+        "Orchestration",
+        cfg=cfg,
+        lake=data_lake.lake,
+        online_table=online_store.table,
+        chain=ChainTargets(
+            curate_orders_job=feature_jobs.jobs["curate-orders"].job_name,
+            customer_features_job=feature_jobs.jobs["customer-features"].job_name,
+            pipeline_name=churn_pipeline.pipeline_name,
+        ),
+        alarm_topic=churn_api.alarm_topic,
+        publish_code_dir=sources.churn_publish_lambda,
+        library_dir=sources.library,
+        schedule=deployment.schedule,
+        env=env,
+        stack_name=deployment.stack_name("orchestration"),
+        description="Shelfwise orchestration: scheduled Step Functions chain from Glue to the online store",
+    )
+    for consumer in (feature_jobs, churn_pipeline, churn_api, orchestration):
         # They name the lake bucket directly (no export), so CloudFormation needs the order spelled out.
         consumer.add_stack_dependency(data_lake)
+    for named in (feature_jobs, churn_pipeline):
+        # The chain starts the jobs and the pipeline by name (no export), so they must exist first.
+        orchestration.add_stack_dependency(named)
     Tags.of(app).add("project", "shelfwise")
     Tags.of(app).add("shelfwise:env", cfg.env)
-    return ShelfwiseStacks(data_lake, online_store, feature_jobs, churn_pipeline, churn_api)
+    return ShelfwiseStacks(data_lake, online_store, feature_jobs, churn_pipeline, churn_api, orchestration)
 
 
 def add_security_checks(app: App) -> None:

@@ -6,6 +6,7 @@ The context, not the shell environment, is the source: two synths of the same co
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,10 @@ CONTEXT_KEYS: dict[str, str] = {
     "shelfwise:churnModelGroup": "churn_model_group",
 }
 ACCOUNT_KEY = "shelfwise:account"
+#: When EventBridge starts the daily chain (an EventBridge schedule expression, UTC).
+SCHEDULE_KEY = "shelfwise:orchestrationSchedule"
+DEFAULT_SCHEDULE = "cron(0 3 * * ? *)"
+_SCHEDULE = re.compile(r"^(cron\((\S+ ){5}\S+\)|rate\([1-9]\d* (minute|minutes|hour|hours|day|days)\))$")
 
 
 class ContextSettings(Settings):
@@ -55,6 +60,7 @@ class Deployment:
     settings: Settings
     account: str | None
     sources: SourceLayout
+    schedule: str = DEFAULT_SCHEDULE
 
     @property
     def environment(self) -> Environment:
@@ -82,6 +88,10 @@ class SourceLayout:
     @property
     def churn_lambda(self) -> Path:
         return self.root / "lambdas" / "churn"
+
+    @property
+    def churn_publish_lambda(self) -> Path:
+        return self.root / "lambdas" / "churn_publish"
 
     @property
     def churn_sagemaker(self) -> Path:
@@ -112,7 +122,13 @@ def deployment_from_context(try_get_context: Callable[[str], Any], root: Path) -
     account = try_get_context(ACCOUNT_KEY)
     if account not in (None, "") and not (isinstance(account, str) and account.isdigit() and len(account) == 12):
         raise DeploymentContextError(f"context {ACCOUNT_KEY}={account!r}: expected a 12-digit AWS account id")
-    return Deployment(settings=cfg, account=account or None, sources=SourceLayout(root))
+    schedule = try_get_context(SCHEDULE_KEY) or DEFAULT_SCHEDULE
+    if not (isinstance(schedule, str) and _SCHEDULE.match(schedule)):
+        raise DeploymentContextError(
+            f"context {SCHEDULE_KEY}={schedule!r}: expected an EventBridge schedule such as {DEFAULT_SCHEDULE!r} "
+            "or 'rate(1 day)'"
+        )
+    return Deployment(settings=cfg, account=account or None, sources=SourceLayout(root), schedule=schedule)
 
 
 def _describe(exc: ValidationError, inputs: dict[str, Any]) -> str:

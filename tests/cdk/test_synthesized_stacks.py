@@ -43,7 +43,7 @@ def as_list(value: Any) -> list[Any]:
 # -- data lake ---------------------------------------------------------------------------------------------------
 def test_every_key_rotates(templates: dict[str, dict[str, Any]]) -> None:
     keys = [k for t in templates.values() for k in props(t, "AWS::KMS::Key")]
-    assert len(keys) == 4  # lake, online store, Glue jobs, API
+    assert len(keys) == 5  # lake, online store, Glue jobs, API, orchestration
     assert all(k["EnableKeyRotation"] is True for k in keys)
 
 

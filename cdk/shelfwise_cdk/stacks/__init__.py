@@ -1,1 +1,1 @@
-"""One stack per concern: data lake, feature jobs, online store, churn pipeline, churn API."""
+"""One stack per concern: data lake, feature jobs, online store, churn pipeline, churn API, orchestration."""

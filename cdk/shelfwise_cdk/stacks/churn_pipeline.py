@@ -24,9 +24,10 @@ from shelfwise.config import Settings
 from shelfwise_cdk.nag import acknowledge_wildcards
 from shelfwise_cdk.stacks.data_lake import LakeRef
 
-#: Lake prefixes of the churn model (see `shelfwise.pipelines.churn`): features in; models, predictions, rejected
-#: rows (quarantine/churn-prepare/, quarantine/churn-batch-score/) and the per-execution working area out.
-READ_PREFIXES = ("features/churn/",)
+#: Lake prefixes of the churn model (see `shelfwise.pipelines.churn`): features and the customers table (cold starts)
+#: in; models, predictions, rejected rows (quarantine/churn-prepare/, quarantine/churn-batch-score/) and the
+#: per-execution working area out.
+READ_PREFIXES = ("features/churn/", "raw/customers/")
 READ_WRITE_PREFIXES = ("models/churn/", "predictions/churn/", "pipelines/churn/", "quarantine/churn-")
 
 
