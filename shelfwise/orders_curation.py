@@ -8,13 +8,14 @@ a fixed order over all columns, so reruns keep the same one) and the others go t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import get_args
 
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as sf
+from pyspark.sql.types import DataType, LongType
 from pyspark.sql.window import Window
 
 from shelfwise.schemas import ORDER_LINE_SCHEMA, Channel
@@ -28,7 +29,7 @@ DUPLICATE = "duplicate_key"
 #: Columns the model gives a default, used when the value (or the whole column) is absent.
 DEFAULTS: dict[str, bool] = {"promo": False}
 
-_TYPED = "__typed_"
+_RAW = "__raw_"
 
 
 class SchemaMismatchError(ValueError):
@@ -70,55 +71,58 @@ def curate_orders(raw: DataFrame, run_date: dt.date) -> Curation:
 
 def split_flagged(flagged: DataFrame) -> Curation:
     """The curated and quarantined rows of the output of `flag_order_lines`."""
-    good = flagged.where(sf.col("reason").isNull())
-    curated = good.select(*(sf.col(_TYPED + name).alias(name) for name in COLUMNS)).withColumn("dt", sf.to_date("ts"))
-    quarantine = flagged.where(sf.col("reason").isNotNull()).select(
-        *(name for name in COLUMNS if name in flagged.columns), "reason"
-    )
+    curated = flagged.where(sf.col("reason").isNull()).select(*COLUMNS).withColumn("dt", sf.to_date("ts"))
+    as_read = [
+        sf.col(_RAW + name).alias(name) if _RAW + name in flagged.columns else sf.col(name)
+        for name in COLUMNS
+        if name in flagged.columns
+    ]
+    quarantine = flagged.where(sf.col("reason").isNotNull()).select(*as_read, "reason")
     return Curation(curated=curated, quarantine=quarantine)
 
 
 def flag_order_lines(raw: DataFrame, run_date: dt.date) -> DataFrame:
-    """The raw schema columns, their typed versions (prefixed `__typed_`) and `reason` (null for a good row)."""
+    """The schema columns with their types, `reason` (null for a good row), and, prefixed `__raw_`, the values as
+    read of the columns whose type or value the cast may change (so the quarantine keeps them as they came)."""
     _require_columns(raw)
     source = raw.select(*(name for name in COLUMNS if name in raw.columns))
-    typed = source.select("*", *(_typed(source, name).alias(_TYPED + name) for name in COLUMNS))
-    reason = sf.coalesce(*(sf.when(rule, sf.lit(name)) for name, rule in rules(source, run_date).items()))
+    kept_raw = [name for name in source.columns if _cast_may_change(source, name)]
+    typed = source.select(
+        *(_typed(source, name).alias(name) for name in COLUMNS), *(sf.col(n).alias(_RAW + n) for n in kept_raw)
+    )
+    reason = sf.coalesce(*(sf.when(rule, sf.lit(name)) for name, rule in rules(kept_raw, run_date).items()))
     flagged = typed.withColumn("reason", reason)
-    # A fixed order over every column picks the same survivor among duplicates on every run.
-    tie_break = [sf.col(_TYPED + name).asc_nulls_first() for name in COLUMNS if name not in KEY]
-    tie_break += [sf.col(name).cast("string").asc_nulls_first() for name in source.columns]
-    window = Window.partitionBy(*(_TYPED + k for k in KEY), sf.col("reason").isNull()).orderBy(*tie_break)
+    # A fixed order over every column picks the same survivor among duplicates on every run (rows equal in all
+    # of them curate to the same row, whichever is kept).
+    tie_break = [sf.col(name).asc_nulls_first() for name in COLUMNS if name not in KEY]
+    window = Window.partitionBy(*KEY, sf.col("reason").isNull()).orderBy(*tie_break)
     rank = sf.row_number().over(window)
     return flagged.withColumn(
         "reason", sf.when(sf.col("reason").isNull() & (rank > 1), sf.lit(DUPLICATE)).otherwise(sf.col("reason"))
     )
 
 
-def rules(source: DataFrame, run_date: dt.date) -> dict[str, Column]:
-    """Quarantine rules by reason, in priority order; each is true for a row that breaks it."""
+def rules(kept_raw: Sequence[str], run_date: dt.date) -> dict[str, Column]:
+    """Quarantine rules by reason, in priority order; each is true for a row that breaks it.
 
-    def typed(name: str) -> Column:
-        return sf.col(_TYPED + name)
-
-    checks: dict[str, Column] = {}
-    for name in COLUMNS:
-        if name in source.columns:
-            checks[f"uncastable_{name}"] = _uncastable(source, name)
+    `kept_raw` names the columns whose values as read are kept (prefixed `__raw_`): only those can fail a cast.
+    """
+    checks: dict[str, Column] = {f"uncastable_{name}": _uncastable(name) for name in COLUMNS if name in kept_raw}
     for name in REQUIRED:
-        missing = typed(name).isNull()
+        missing = sf.col(name).isNull()
         if ORDER_LINE_SCHEMA.field(name).type == pa.string():
-            missing = missing | (sf.trim(typed(name)) == "")
+            missing = missing | (sf.trim(name) == "")
         checks[f"missing_{name}"] = missing
     end_of_run_day = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
+    price = sf.col("unit_price")
     checks |= {
-        "blank_customer_id": sf.trim(typed("customer_id")) == "",
-        "line_no_below_1": typed("line_no") < 1,
-        "nonfinite_unit_price": sf.isnan(typed("unit_price")) | (sf.abs(typed("unit_price")) == float("inf")),
-        "negative_unit_price": typed("unit_price") < 0,
-        "zero_quantity": typed("quantity") == 0,
-        "unknown_channel": ~typed("channel").isin(*CHANNELS),
-        "future_ts": typed("ts") >= sf.lit(end_of_run_day).cast("timestamp_ntz"),
+        "blank_customer_id": sf.trim("customer_id") == "",
+        "line_no_below_1": sf.col("line_no") < 1,
+        "nonfinite_unit_price": sf.isnan(price) | (sf.abs(price) == float("inf")),
+        "negative_unit_price": price < 0,
+        "zero_quantity": sf.col("quantity") == 0,
+        "unknown_channel": ~sf.col("channel").isin(*CHANNELS),
+        "future_ts": sf.col("ts") >= sf.lit(end_of_run_day).cast("timestamp_ntz"),
     }
     # A comparison with null is null, not true: make every rule a plain boolean.
     return {reason: sf.coalesce(rule, sf.lit(False)) for reason, rule in checks.items()}
@@ -132,9 +136,18 @@ def _require_columns(raw: DataFrame) -> None:
         )
 
 
+def _target(name: str) -> DataType:
+    return spark_type(ORDER_LINE_SCHEMA.field(name).type)
+
+
+def _cast_may_change(source: DataFrame, name: str) -> bool:
+    """Whether the typed value of `name` can differ from the value as read (another type, or a default)."""
+    return name in DEFAULTS or source.schema[name].dataType != _target(name)
+
+
 def _typed(source: DataFrame, name: str) -> Column:
     """The column cast to its schema type (null when it cannot be cast), or its default when absent."""
-    target = spark_type(ORDER_LINE_SCHEMA.field(name).type)
+    target = _target(name)
     if name not in source.columns:
         return sf.lit(DEFAULTS.get(name)).cast(target)
     value = sf.col(name).cast(target)
@@ -143,13 +156,13 @@ def _typed(source: DataFrame, name: str) -> Column:
     return value
 
 
-def _uncastable(source: DataFrame, name: str) -> Column:
-    """True where a value is present but does not survive the cast to its schema type."""
-    target = spark_type(ORDER_LINE_SCHEMA.field(name).type)
-    raw = sf.col(name)
+def _uncastable(name: str) -> Column:
+    """True where a value as read is present but does not survive the cast to its schema type."""
+    target = _target(name)
+    raw = sf.col(_RAW + name)
     cast = raw.cast(target)
     lost = raw.isNotNull() & cast.isNull()
-    if target.typeName() == "long" and dict(source.dtypes)[name] not in ("bigint", "int", "smallint", "tinyint"):
+    if isinstance(target, LongType):
         # Spark truncates 1.5 to 1 when casting to an integer; a fractional line number or quantity is an error.
         lost = lost | (cast.isNotNull() & (raw.cast("double") != cast.cast("double")))
     return lost

@@ -44,6 +44,11 @@ def local_session(
         .config("spark.sql.adaptive.enabled", "true")
         # Listing a folder of many dt= partitions on the driver beats launching a Spark job to do it.
         .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
+        # Jobs write one file per dt= partition (hundreds): commit each task's files once, and skip the .crc
+        # side files of Hadoop's checksummed local file system (S3 has neither cost in Glue).
+        .config("spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version", "2")
+        .config("spark.hadoop.fs.file.impl", "org.apache.hadoop.fs.RawLocalFileSystem")
+        .config("spark.hadoop.fs.file.impl.disable.cache", "true")
     )
     for key, value in JOB_CONF.items():
         builder = builder.config(key, value)
