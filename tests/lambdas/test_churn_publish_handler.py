@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -121,3 +123,18 @@ def test_a_bad_event_is_refused_naming_the_field(publish: ModuleType, event: Any
 def test_a_run_without_online_records_is_named(aws: LocalAws, publish: ModuleType) -> None:
     with pytest.raises(publish.OnlineRecordsMissingError, match=r"predictions/churn/never-ran/online_records\.jsonl"):
         invoke(publish, {"predictions_prefix": "predictions/churn/never-ran/"})
+
+
+def test_the_handler_imports_no_dataframe_library() -> None:
+    """The bundle has no pyarrow, pandas or numpy (see lambdas/churn_publish/requirements.txt): importing the
+    handler must not need them."""
+    probe = (
+        "import sys\n"
+        "from shelfwise.local_api import load_lambda\n"
+        "load_lambda('churn_publish')\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'pandas', 'numpy', 'xgboost'})\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
