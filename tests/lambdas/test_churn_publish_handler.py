@@ -19,6 +19,9 @@ from shelfwise.local_api import LocalLambdaContext, load_lambda
 from shelfwise.local_aws import LocalAws, local_aws
 from shelfwise.online_store import get_customer
 
+# A refused event publishes no metrics, and Powertools warns about that on every such call.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
 RUN = "predictions/churn/run-1/"
 FEATURES = {"recency_days": 12.0, "monetary": 80.5}
 

@@ -144,7 +144,9 @@ class OrchestrationStack(Stack):
             environment=environment,
             log_key=self.key,
             description=f"Shelfwise {cfg.env}: writes a churn batch run's online records to the online store",
-            memory_size=512,
+            # 1 GiB for CPU (Lambda scales it with memory): parsing and serializing the lines is the publisher's
+            # bottleneck next to DynamoDB's batch latency.
+            memory_size=1024,
             timeout=Duration.minutes(limits.publish_timeout_minutes),
         )
         self._grant_publish(publisher, lake.bucket(self), online_table)
