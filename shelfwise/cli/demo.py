@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -23,6 +24,9 @@ def run(
     """Run the whole system locally, end to end: world, lake, Glue jobs, churn pipeline, online store, API."""
     from shelfwise.demo import STAGES, DemoOptions, run_demo
 
+    # The handlers' JSON logs and metric lines are for CloudWatch; here the summary tables say what happened.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     if stop_after is not None and stop_after not in STAGES:
         raise typer.BadParameter(f"unknown stage {stop_after!r}; valid stages: {', '.join(STAGES)}")
     options = DemoOptions(scale=scale, seed=seed, stop_after=stop_after)
