@@ -215,8 +215,11 @@ def _sample_requests(url: str, lake: Lake, predictions_prefix: str) -> list[ApiE
     exchanges.append(_call(url, "GET", "/customers/C-does-not-exist/churn"))
     risky = features[scores[-1]["customer_id"]]
     what_if = {name: risky[name] for name in FEATURE_NAMES}
+    # What if the riskiest customer had just come back twice this month?
     what_if["recency_days"] = 3
     what_if["orders_30d"] = max(int(what_if["orders_30d"]), 2)
+    what_if["orders_90d"] = max(int(what_if["orders_90d"]), what_if["orders_30d"])
+    what_if["trend_30_90"] = min(3.0, 3 * what_if["orders_30d"] / what_if["orders_90d"])
     exchanges.append(_call(url, "POST", "/churn/score", {"features": what_if}))
     exchanges.append(_call(url, "POST", "/churn/score", {"features": {"recency_days": "soon"}}))
     return exchanges
