@@ -154,8 +154,8 @@ def _world(scale: str, seed: int, folder: Path) -> Path:
 
 def _table(results: list[GlueBench]) -> Table:
     table = Table(title="Glue cores on local Spark (local[2])")
-    for column in ("scale", "order lines", "cutoffs", "training rows", "copy floor s", "curate s", "features s",
-                   "total s", "rows/s", "total / floor"):  # fmt: skip
+    for column in ("scale", "lines", "cutoffs", "train rows", "floor s", "curate s", "feat. s", "total s",
+                   "rows/s", "/floor"):  # fmt: skip
         table.add_column(column, justify="left" if column == "scale" else "right")
     for r in results:
         table.add_row(
