@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+
+# Scratch files (worlds, job folders) go to a temporary folder, not the checkout's .shelfwise/, so that tests never
+# see or clobber a user's demo run.
+os.environ.setdefault("SHELFWISE_WORK_DIR", tempfile.mkdtemp(prefix="shelfwise-tests-"))
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
