@@ -283,6 +283,9 @@ def test_churn_function_bundle_is_complete_and_fits_lambda(tmp_path: Path) -> No
     assert (out / "shelfwise" / "config.py").is_file()
     for package in ("aws_lambda_powertools", "pydantic_settings", "xgboost"):
         assert (out / package).is_dir(), package
+    for package in ("boto3", "botocore", "s3transfer"):  # the runtime has them
+        assert not (out / package).exists(), package
+        assert not list(out.glob(f"{package}-*.dist-info")), package
     compiled = [p.name for p in (out / "pydantic_core").glob("*.so")]
     assert compiled
     assert all("cpython-312-x86_64-linux-gnu" in name for name in compiled)

@@ -15,6 +15,10 @@ from aws_cdk import BundlingOptions, ILocalBundling
 
 from shelfwise_cdk.packaging import source_files
 
+#: Packages every Python Lambda runtime already has. Requirements pull them in (the tracer extra depends on botocore),
+#: and shipping them again costs ~30 MB of a bundle that must stay under 250 MB unzipped.
+RUNTIME_PACKAGES: tuple[str, ...] = ("boto3", "botocore", "s3transfer")
+
 
 class BundlingError(RuntimeError):
     """Local bundling failed; the message says which step and why."""
@@ -39,8 +43,10 @@ class PipLocalBundling:
         requirements: Path | None = None,
         python_version: str = "3.12",
         platforms: Sequence[str] = ("manylinux2014_x86_64",),
+        runtime_provided: Sequence[str] = RUNTIME_PACKAGES,
     ) -> None:
         self.sources = tuple(sources)
+        self.runtime_provided = tuple(runtime_provided)
         self.requirements = requirements
         self.python_version = python_version
         if not platforms:
@@ -55,6 +61,7 @@ class PipLocalBundling:
             copy_tree(source.path, out / source.target)
         if self.requirements is not None and _has_requirements(self.requirements):
             self._pip_install(out)
+            remove_packages(out, self.runtime_provided)
         return True
 
     def pip_command(self, output_dir: Path) -> list[str]:
@@ -89,6 +96,14 @@ class PipLocalBundling:
                 f"pip install -r {self.requirements} for python {self.python_version} on {platforms} failed "
                 f"(exit {result.returncode}):\n{result.stderr.strip()[-4000:]}"
             )
+
+
+def remove_packages(site: Path, names: Sequence[str]) -> None:
+    """Delete installed packages (their import folder and dist-info) from a pip `--target` folder."""
+    for name in names:
+        shutil.rmtree(site / name, ignore_errors=True)
+        for info in site.glob(f"{name}-*.dist-info"):
+            shutil.rmtree(info)
 
 
 def copy_tree(source: Path, dest: Path) -> None:
