@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shelfwise.config import settings
-from shelfwise.lake import ZONES, Lake
+from shelfwise.lake import Lake
 from shelfwise.local_aws import local_aws
 
 Progress = Callable[[str, float], None]
@@ -41,7 +41,8 @@ class ApiExchange:
 @dataclass
 class DemoResult:
     stages: list[StageTime] = field(default_factory=list)
-    zones: dict[str, tuple[int, int]] = field(default_factory=dict)
+    zones: dict[str, tuple[int, int]] = field(default_factory=dict)  # objects, bytes
+    zone_rows: dict[str, int] = field(default_factory=dict)  # rows the stages wrote, by zone
     world_rows: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     truth_auc: float | None = None
@@ -50,6 +51,7 @@ class DemoResult:
     model_version: str | None = None
     exchanges: list[ApiExchange] = field(default_factory=list)
     api_url: str | None = None
+    report_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ def run_demo(
     options: DemoOptions, progress: Progress | None = None, serve: Callable[[str], None] | None = None
 ) -> DemoResult:
     """Run the chain; `serve(url)` is called while the API is up (e.g. to keep it running for a user)."""
+    from shelfwise.churn_report import held_out_scores, plot_churn_report, truth_auc
     from shelfwise.glue_local import run_job
     from shelfwise.ingest import ingest_world
     from shelfwise.local_api import LocalLambdaContext, load_lambda, start_local_api
@@ -102,7 +105,8 @@ def run_demo(
 
         with timer.stage("ingest") as st:
             report = ingest_world(world_dir, lake, progress=say)
-            st.detail = f"{sum(report.rows.values()):,} rows into raw/"
+            result.zone_rows["raw"] = sum(report.rows.values())
+            st.detail = f"{result.zone_rows['raw']:,} rows into raw/"
         if options.stop_after == "ingest":
             return _finish(result, lake)
 
@@ -110,6 +114,7 @@ def run_demo(
             with timer.stage(job) as st:
                 job_result = run_job(job, lake)
                 st.detail = ", ".join(f"{k} {v:,}" for k, v in job_result.counts.items())
+                _count_rows(result.zone_rows, job_result.counts)
             if options.stop_after == job:
                 return _finish(result, lake)
 
@@ -123,8 +128,13 @@ def run_demo(
         if run.status != "Succeeded" or run.predictions_prefix is None or options.stop_after == "pipeline":
             return _finish(result, lake)
         predictions_prefix = run.predictions_prefix
+        result.zone_rows["models"] = 1
+        result.zone_rows["predictions"] = lake.read_table(predictions_prefix).num_rows
 
-        result.truth_auc = _auc_against_truth(lake, world_dir, run.artifact_key)
+        if run.artifact_key is not None:
+            held = held_out_scores(lake, run.artifact_key, world_dir / "truth" / "customers.parquet")
+            result.truth_auc = truth_auc(held)
+            result.report_path = plot_churn_report(held, settings().work_dir / "reports" / "churn.png")
 
         with timer.stage("online_store") as st:
             # The publish Lambda's own handler, with the event Step Functions sends it in AWS.
@@ -148,43 +158,17 @@ def run_demo(
         return _finish(result, lake)
 
 
+def _count_rows(zone_rows: dict[str, int], counts: dict[str, int]) -> None:
+    """Add a Glue job's written rows to their zones (its counts name them)."""
+    zone_rows["curated"] = zone_rows.get("curated", 0) + counts.get("curated", 0)
+    zone_rows["quarantine"] = zone_rows.get("quarantine", 0) + counts.get("quarantined", 0)
+    written = counts.get("training_rows", 0) + counts.get("serving_rows", 0)
+    zone_rows["features"] = zone_rows.get("features", 0) + written
+
+
 def _finish(result: DemoResult, lake: Lake) -> DemoResult:
     result.zones = lake.summary()
     return result
-
-
-def _auc_against_truth(lake: Lake, world_dir: Path, artifact_key: str | None) -> float | None:
-    """AUC of the registered model at the held-out cutoff against the world's true churn (not the observed label)."""
-    truth_path = world_dir / "truth" / "customers.parquet"
-    if artifact_key is None or not truth_path.exists():
-        return None
-    import io
-    import tarfile
-
-    import numpy as np
-    import pyarrow.parquet as pq
-    import xgboost as xgb
-    from sklearn.metrics import roc_auc_score
-
-    from shelfwise.churn_features import CUTOFF, FEATURE_NAMES, LABEL_HORIZON_DAYS
-
-    training = lake.read_table("features/churn/training/").to_pandas()
-    last = training[CUTOFF].max()
-    test = training[training[CUTOFF] == last]
-    with tarfile.open(fileobj=io.BytesIO(lake.get_bytes(artifact_key))) as tar:
-        member = tar.extractfile("model.json")
-        assert member is not None
-        booster = xgb.Booster()
-        booster.load_model(bytearray(member.read()))
-    scores = booster.inplace_predict(test[list(FEATURE_NAMES)].to_numpy(dtype="float32"))
-    truth = pq.read_table(truth_path).to_pandas().set_index("customer_id")
-    churn_date = truth["churn_date"].reindex(test["customer_id"]).to_numpy(dtype="datetime64[D]")
-    cutoff = np.datetime64(str(last)[:10], "D")
-    horizon_end = cutoff + np.timedelta64(LABEL_HORIZON_DAYS, "D")
-    truly_churned = ~np.isnat(churn_date) & (churn_date < horizon_end)
-    if truly_churned.all() or not truly_churned.any():
-        return None
-    return float(roc_auc_score(truly_churned, scores))
 
 
 def _call(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> ApiExchange:
@@ -225,4 +209,4 @@ def _sample_requests(url: str, lake: Lake, predictions_prefix: str) -> list[ApiE
     return exchanges
 
 
-__all__ = ["STAGES", "ZONES", "DemoOptions", "DemoResult", "run_demo"]
+__all__ = ["STAGES", "DemoOptions", "DemoResult", "run_demo"]

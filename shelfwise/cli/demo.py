@@ -60,15 +60,19 @@ def _print_result(result: Any) -> None:
         _print_requests(result.exchanges)
     if result.metrics:
         _print_metrics(result.metrics, result.truth_auc)
+    if result.report_path is not None:
+        console.print(f"Calibration and cumulative gains on the held-out cutoff: [bold]{result.report_path}[/]")
     if result.failure_reason:
         console.print(f"[bold red]Pipeline gate failed:[/] {result.failure_reason}")
 
     zones = Table(title="Lake", show_edge=False)
     zones.add_column("zone")
+    zones.add_column("rows", justify="right")
     zones.add_column("objects", justify="right")
     zones.add_column("MB", justify="right")
     for zone, (objects, size) in result.zones.items():
-        zones.add_row(zone, f"{objects:,}", f"{size / 1e6:,.1f}")
+        rows = result.zone_rows.get(zone)
+        zones.add_row(zone, "-" if rows is None else f"{rows:,}", f"{objects:,}", f"{size / 1e6:,.1f}")
     console.print(zones)
 
     stages = Table(title="Stages", show_edge=False)

@@ -25,6 +25,8 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
     assert result.truth_auc is not None
     assert result.truth_auc > 0.7
     assert served == [result.api_url]
+    assert result.report_path is not None
+    assert result.report_path.read_bytes().startswith(b"\x89PNG")
     statuses = [exchange.status for exchange in result.exchanges]
     assert statuses.count(200) >= 4
     assert 404 in statuses
@@ -34,3 +36,4 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
     assert any(a["reasons"] for a in answers if not a["cold_start"])
     for zone in ("raw", "curated", "features", "models", "predictions"):
         assert result.zones[zone][0] > 0, zone
+        assert result.zone_rows[zone] > 0, zone
