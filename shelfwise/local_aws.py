@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,7 +93,16 @@ def local_aws() -> Iterator[LocalAws]:
         create_resources(cfg)
         yield LocalAws(endpoint=endpoint, settings=cfg)
     finally:
+        # moto keeps its state per process, not per server: without a reset, the next local AWS in this process
+        # would start with this one's buckets and tables.
+        _reset(endpoint)
         server.stop()
         os.environ.clear()
         os.environ.update(saved)
         settings.cache_clear()
+
+
+def _reset(endpoint: str) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
