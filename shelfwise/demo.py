@@ -112,7 +112,9 @@ def run_demo(
 
         for job in ("curate_orders", "customer_features"):
             with timer.stage(job) as st:
+                say(f"Glue {job} on local Spark", 0.0)  # a Spark job reports no fraction: the bar shows the time
                 job_result = run_job(job, lake)
+                say(f"Glue {job} on local Spark", 1.0)
                 st.detail = ", ".join(f"{k} {v:,}" for k, v in job_result.counts.items())
                 _count_rows(result.zone_rows, job_result.counts)
             if options.stop_after == job:

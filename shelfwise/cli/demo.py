@@ -27,6 +27,10 @@ def run(
     # The handlers' JSON logs and metric lines are for CloudWatch; here the summary tables say what happened.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    from shelfwise.world import SCALES
+
+    if scale not in SCALES:
+        raise typer.BadParameter(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
     if stop_after is not None and stop_after not in STAGES:
         raise typer.BadParameter(f"unknown stage {stop_after!r}; valid stages: {', '.join(STAGES)}")
     options = DemoOptions(scale=scale, seed=seed, stop_after=stop_after)
