@@ -131,7 +131,8 @@ def run_demo(
             return _finish(result, lake)
         predictions_prefix = run.predictions_prefix
         result.zone_rows["models"] = 1
-        result.zone_rows["predictions"] = lake.read_table(predictions_prefix).num_rows
+        predictions = lake.read_table(predictions_prefix).to_pylist()
+        result.zone_rows["predictions"] = len(predictions)
 
         if run.artifact_key is not None:
             held = held_out_scores(lake, run.artifact_key, world_dir / "truth" / "customers.parquet")
@@ -151,7 +152,7 @@ def run_demo(
             api = start_local_api(port=0)
             try:
                 result.api_url = api.url
-                result.exchanges = _sample_requests(api.url, lake, predictions_prefix)
+                result.exchanges = _sample_requests(api.url, lake, predictions)
                 st.detail = f"{len(result.exchanges)} requests at {api.url}"
                 if serve is not None:
                     serve(api.url)
@@ -183,11 +184,11 @@ def _call(url: str, method: str, path: str, body: dict[str, Any] | None = None) 
         return ApiExchange(method, path, error.code, json.loads(error.read() or b"{}"))
 
 
-def _sample_requests(url: str, lake: Lake, predictions_prefix: str) -> list[ApiExchange]:
+def _sample_requests(url: str, lake: Lake, predictions: list[dict[str, Any]]) -> list[ApiExchange]:
     """A few real requests: the riskiest and safest scored customers, a cold start, an unknown id, a what-if."""
     from shelfwise.churn_features import FEATURE_NAMES
 
-    scores = sorted(lake.read_table(predictions_prefix).to_pylist(), key=lambda r: r["probability"])
+    scores = sorted(predictions, key=lambda r: r["probability"])
     features = {r["customer_id"]: r for r in lake.read_table("features/churn/serving/").to_pylist()}
     customers = lake.read_table("raw/customers/").column("customer_id").to_pylist()
     cold = next((c for c in customers if c not in features), None)
