@@ -30,6 +30,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+	for handler in lambdas/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
 
 pytest: install
 	$(BIN)/pytest

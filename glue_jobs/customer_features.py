@@ -2,10 +2,13 @@
 
 Arguments (Glue `--name value`): inputs `--orders_path` (curated/order_lines/), `--products_path` (raw/products/),
 `--customers_path` (raw/customers/), `--stockouts_path` (raw/stockouts/; may be empty); outputs `--training_path`
-(features/churn/training/) and `--serving_path` (features/churn/serving/), both written as `cutoff=YYYY-MM-DD/`.
+(features/churn/training/), `--cold_start_path` (features/churn/cold_start/: registered customers without a
+purchase at each training cutoff, with their label) and `--serving_path` (features/churn/serving/), all written as
+`cutoff=YYYY-MM-DD/`. Every row carries `feature_set_version`.
 Cutoffs: `--cutoffs` (comma-separated dates), or `--first_cutoff`, `--last_cutoff`, `--step_days` (default 28);
-by default from the first order day + the label horizon to the last cutoff whose horizon the data covers.
-`--label_horizon_days` (default 90); `--serving_cutoff` (default: the day after the last order).
+by default from the first order day + the label horizon to the last cutoff whose horizon the data covers (the
+horizon is the feature set's, `shelfwise.churn.features.FEATURE_SET`). `--serving_cutoff` (default: the day after
+the last order; the daily chain passes the run's date).
 """
 
 from __future__ import annotations
@@ -18,16 +21,18 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as sf
 
-from shelfwise.churn_features import CUTOFF, LABEL, LABEL_HORIZON_DAYS
-from shelfwise.customer_features import (
+from shelfwise.churn.customer_features import (
+    cold_start_labels,
     customer_features,
     cutoff_range,
+    feature_checks,
     labelled_cutoffs,
     latest_snapshot,
     order_day_range,
     with_labels,
 )
-from shelfwise.data_quality import feature_checks, validate
+from shelfwise.churn.features import CUTOFF, FEATURE_SET, LABEL, VERSION_COLUMN
+from shelfwise.data_quality import Check, NullRate, RowCount, Unique, validate
 from shelfwise.glue_args import JobArgumentError, parse_date, parse_int, resolve_args, split_list
 from shelfwise.job_log import counts_line
 from shelfwise.schemas import STOCKOUT_SCHEMA
@@ -35,21 +40,14 @@ from shelfwise.spark import job_session, read_parquet, spark_schema
 
 JOB = "customer_features"
 INPUTS = ["orders_path", "products_path", "customers_path", "stockouts_path"]
-OUTPUTS = ["training_path", "serving_path"]
-OPTIONS = {
-    "cutoffs": "",
-    "first_cutoff": "",
-    "last_cutoff": "",
-    "step_days": "28",
-    "label_horizon_days": str(LABEL_HORIZON_DAYS),
-    "serving_cutoff": "",
-}
+OUTPUTS = ["training_path", "cold_start_path", "serving_path"]
+OPTIONS = {"cutoffs": "", "first_cutoff": "", "last_cutoff": "", "step_days": "28", "serving_cutoff": ""}
 
 
 def main(argv: list[str]) -> dict[str, int]:
     started = time.monotonic()
     args = resolve_args(argv, [*INPUTS, *OUTPUTS], OPTIONS)
-    horizon = parse_int("label_horizon_days", args["label_horizon_days"])
+    horizon = FEATURE_SET.label_horizon_days
     spark = job_session(JOB)
 
     orders = read_parquet(spark, args["orders_path"]).persist(StorageLevel.MEMORY_AND_DISK)
@@ -74,8 +72,11 @@ def main(argv: list[str]) -> dict[str, int]:
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     training = with_labels(features, orders, cutoffs, horizon)
     serving = features.where(sf.col(CUTOFF) == sf.lit(serving_cutoff))
-    training_counts = _publish(training, args["training_path"], with_label=True)
-    serving_counts = _publish(serving, args["serving_path"], with_label=False)
+    training_counts = _publish(training, args["training_path"], feature_checks(with_label=True))
+    serving_counts = _publish(serving, args["serving_path"], feature_checks(with_label=False))
+    cold = cold_start_labels(orders, customers, cutoffs, horizon)
+    cold_checks: list[Check] = [RowCount(0), Unique(("customer_id", CUTOFF)), NullRate(LABEL)]
+    cold_counts = _publish(cold, args["cold_start_path"], cold_checks)
     features.unpersist()
     orders.unpersist()
 
@@ -84,6 +85,7 @@ def main(argv: list[str]) -> dict[str, int]:
         "training_cutoffs": len(cutoffs),
         "training_rows": training_counts["rows"],
         "training_churned": training_counts["churned"],
+        "cold_start_rows": cold_counts["rows"],
         "serving_rows": serving_counts["rows"],
     }
     print(counts_line(JOB, time.monotonic() - started, counts), flush=True)
@@ -109,12 +111,14 @@ def _cutoffs(args: dict[str, str], first_day: dt.date, last_day: dt.date, horizo
         raise JobArgumentError(f"--first_cutoff/--last_cutoff: {exc}") from None
 
 
-def _publish(features: DataFrame, path: str, with_label: bool) -> dict[str, int]:
-    """Check `features`, write them as `cutoff=` partitions and return their row and churned counts."""
+def _publish(features: DataFrame, path: str, checks: list[Check]) -> dict[str, int]:
+    """Check `features`, write them with the feature-set version as `cutoff=` partitions; return row and churned
+    counts."""
+    features = features.withColumn(VERSION_COLUMN, sf.lit(FEATURE_SET.qualified_version))
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
-    validate(features, feature_checks(with_label), path)
+    validate(features, checks, path)
     features.repartition(CUTOFF).write.mode("overwrite").partitionBy(CUTOFF).parquet(path)
-    churned = sf.sum(LABEL) if with_label else sf.lit(0)
+    churned = sf.sum(LABEL) if LABEL in features.columns else sf.lit(0)
     row = features.agg(sf.count(sf.lit(1)).alias("rows"), churned.alias("churned")).collect()[0]
     features.unpersist()
     return {"rows": int(row["rows"]), "churned": int(row["churned"] or 0)}

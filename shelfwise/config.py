@@ -23,7 +23,8 @@ ENV_VARS: dict[str, str] = {
     "lake_bucket": "SHELFWISE_LAKE_BUCKET",
     "online_table": "SHELFWISE_ONLINE_TABLE",
     "glue_database": "SHELFWISE_GLUE_DATABASE",
-    "churn_model_group": "SHELFWISE_CHURN_MODEL_GROUP",
+    "model_group_prefix": "SHELFWISE_MODEL_GROUP_PREFIX",
+    "lake_bucket_owner": "SHELFWISE_LAKE_BUCKET_OWNER",
     "aws_endpoint_url": "AWS_ENDPOINT_URL",
 }
 
@@ -52,7 +53,19 @@ class Settings(BaseSettings):
     glue_database_name: str | None = Field(
         None, pattern=r"^[a-z0-9_]{1,255}$", validation_alias=AliasChoices("SHELFWISE_GLUE_DATABASE")
     )
-    churn_model_group: str = Field("churn", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    model_group_prefix: str = Field(
+        "",
+        pattern=r"^([a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}-)?$",
+        description="Prepended to each domain's model package group name (`churn` -> `<prefix>churn`).",
+    )
+    lake_bucket_owner: str | None = Field(
+        None,
+        pattern=r"^\d{12}$",
+        description="Account that must own the lake bucket: every S3 call sends it as ExpectedBucketOwner.",
+    )
+    model_cache_seconds: int = Field(
+        300, ge=0, le=3600, description="How long an API container serves a model before asking the registry again."
+    )
     aws_endpoint_url: str | None = Field(
         None,
         pattern=r"^https?://[^\s/]+(:\d+)?/?$",
@@ -83,6 +96,14 @@ class Settings(BaseSettings):
     def glue_database(self) -> str:
         return self.glue_database_name or f"shelfwise_{self.env.replace('-', '_')}"
 
+    def model_group(self, name: str) -> str:
+        """The model package group of a domain's pipeline."""
+        return f"{self.model_group_prefix}{name}"
+
+    def expected_owner(self) -> dict[str, str]:
+        """`ExpectedBucketOwner` for S3 calls on the lake, when the owner is configured (always in AWS)."""
+        return {"ExpectedBucketOwner": self.lake_bucket_owner} if self.lake_bucket_owner else {}
+
     def resource_name(self, suffix: str) -> str:
         """A deployment-scoped name such as `shelfwise-prod-curate-orders`."""
         return f"shelfwise-{self.env}-{suffix}"
@@ -94,7 +115,7 @@ class Settings(BaseSettings):
             ENV_VARS["lake_bucket"]: self.lake_bucket,
             ENV_VARS["online_table"]: self.online_table,
             ENV_VARS["glue_database"]: self.glue_database,
-            ENV_VARS["churn_model_group"]: self.churn_model_group,
+            ENV_VARS["model_group_prefix"]: self.model_group_prefix,
         }
 
 

@@ -7,14 +7,11 @@ value.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as sf
-
-from shelfwise.churn_features import CUTOFF, FEATURES, LABEL
 
 
 class DataQualityError(Exception):
@@ -143,25 +140,3 @@ def _columns(check: Check) -> tuple[str, ...]:
 def _name(check: Check) -> str:
     names: dict[type, str] = {RowCount: "row_count", Unique: "unique", NullRate: "null_rate", InRange: "range"}
     return names[type(check)]
-
-
-def feature_checks(with_label: bool) -> list[Check]:
-    """The checks on a churn feature table: rows, one row per customer and cutoff, no nulls, values in range."""
-    checks: list[Check] = [RowCount(1), Unique(("customer_id", CUTOFF)), NullRate("customer_id"), NullRate(CUTOFF)]
-    for feature in FEATURES:
-        checks += [NullRate(feature.name), InRange(feature.name, feature.minimum, feature.maximum)]
-    if with_label:
-        checks += [NullRate(LABEL), InRange(LABEL, 0, 1)]
-    return checks
-
-
-def curated_order_checks() -> list[Check]:
-    """The checks on curated order lines: rows, unique (order_id, line_no), required values present and valid."""
-    required = ("order_id", "line_no", "ts", "store_id", "sku", "quantity", "unit_price", "channel", "dt")
-    return [
-        RowCount(1),
-        Unique(("order_id", "line_no")),
-        *(NullRate(column) for column in required),
-        InRange("line_no", 1, math.inf),
-        InRange("unit_price", 0, math.inf),
-    ]

@@ -1,11 +1,15 @@
-"""The local end-to-end run: world -> lake -> Glue jobs -> churn pipeline -> online store -> API -> requests.
+"""The local end-to-end run: world -> lake -> Glue jobs -> each domain's pipelines -> online store -> API -> requests.
 
-Each stage is a function of the previous stages' results; `run_demo` chains them inside a local AWS and returns
-what the CLI prints. Nothing here needs an AWS account or Docker.
+The chain is read from the domains' declarations (`shelfwise.domains`), in the order the daily chain in AWS runs
+it: every domain's Glue jobs, then per domain with a pipeline its training pipeline (gate and registration,
+approved locally), its scoring pipeline with the newest approved model on today's serving partition, and its
+publisher; then the API with the requests each domain asks for. Each stage is a function of the previous stages'
+results; `run_demo` returns what the CLI prints. Nothing here needs an AWS account or Docker.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import urllib.error
@@ -17,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from shelfwise.config import settings
+from shelfwise.domain import DemoReport, DemoRequest
+from shelfwise.domains import DOMAINS, glue_jobs
 from shelfwise.lake import Lake
 from shelfwise.local_aws import local_aws
 
@@ -36,6 +42,7 @@ class ApiExchange:
     path: str
     status: int
     body: dict[str, Any]
+    note: str = ""
 
 
 @dataclass
@@ -44,14 +51,11 @@ class DemoResult:
     zones: dict[str, tuple[int, int]] = field(default_factory=dict)  # objects, bytes
     zone_rows: dict[str, int] = field(default_factory=dict)  # rows the stages wrote, by zone
     world_rows: dict[str, int] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    truth_auc: float | None = None
-    pipeline_status: str = ""
-    failure_reason: str | None = None
-    model_version: str | None = None
+    run_date: str | None = None
+    reports: list[DemoReport] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
     exchanges: list[ApiExchange] = field(default_factory=list)
     api_url: str | None = None
-    report_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,15 @@ class DemoOptions:
     stop_after: str | None = None  # a stage name, to run part of the chain
 
 
-STAGES = ("world", "ingest", "curate_orders", "customer_features", "pipeline", "online_store", "api")
+def stages() -> tuple[str, ...]:
+    """The stage names in run order, as `--stop-after` takes them."""
+    names = ["world", "ingest", *glue_jobs()]
+    for domain in DOMAINS:
+        if domain.pipeline is not None:
+            names += [f"{domain.name}_training", f"{domain.name}_scoring"]
+        if domain.publisher is not None:
+            names.append(f"{domain.name}_publish")
+    return (*names, "api")
 
 
 class _Timer:
@@ -78,15 +90,14 @@ class _Timer:
         self.result.stages.append(record)
 
 
+class _StopRequestedError(Exception):
+    """The stage `--stop-after` names has run."""
+
+
 def run_demo(
     options: DemoOptions, progress: Progress | None = None, serve: Callable[[str], None] | None = None
 ) -> DemoResult:
     """Run the chain; `serve(url)` is called while the API is up (e.g. to keep it running for a user)."""
-    from shelfwise.churn_report import held_out_scores, plot_churn_report, truth_auc
-    from shelfwise.glue_local import run_job
-    from shelfwise.ingest import ingest_world
-    from shelfwise.local_api import LocalLambdaContext, load_lambda, start_local_api
-    from shelfwise.pipelines.local import run_churn_pipeline
     from shelfwise.world import generate_world
 
     result = DemoResult()
@@ -94,122 +105,160 @@ def run_demo(
     say = progress or (lambda _stage, _fraction: None)
     world_dir = options.world_dir or settings().work_dir / "worlds" / f"{options.scale}-{options.seed}"
 
+    def done(name: str) -> None:
+        if options.stop_after == name:
+            raise _StopRequestedError
+
     with local_aws() as aws:
         lake = Lake(aws.settings)
-        with timer.stage("world") as st:
-            summary = generate_world(options.scale, options.seed, world_dir, progress=say)
-            result.world_rows = dict(summary.rows)
-            st.detail = f"{sum(summary.rows.values()):,} rows, {summary.start_date} .. {summary.end_date}"
-        if options.stop_after == "world":
-            return _finish(result, lake)
-
-        with timer.stage("ingest") as st:
-            report = ingest_world(world_dir, lake, progress=say)
-            result.zone_rows["raw"] = sum(report.rows.values())
-            st.detail = f"{result.zone_rows['raw']:,} rows into raw/"
-        if options.stop_after == "ingest":
-            return _finish(result, lake)
-
-        for job in ("curate_orders", "customer_features"):
-            with timer.stage(job) as st:
-                say(f"Glue {job} on local Spark", 0.0)  # a Spark job reports no fraction: the bar shows the time
-                job_result = run_job(job, lake)
-                say(f"Glue {job} on local Spark", 1.0)
-                st.detail = ", ".join(f"{k} {v:,}" for k, v in job_result.counts.items())
-                _count_rows(result.zone_rows, job_result.counts)
-            if options.stop_after == job:
-                return _finish(result, lake)
-
-        with timer.stage("pipeline") as st:
-            run = run_churn_pipeline(lake, progress=say)
-            result.pipeline_status = run.status
-            result.failure_reason = run.failure_reason
-            result.metrics = run.metrics
-            result.model_version = run.model_version
-            st.detail = f"{run.status}" + (f", model {run.model_version}" if run.model_version else "")
-        if run.status != "Succeeded" or run.predictions_prefix is None or options.stop_after == "pipeline":
-            return _finish(result, lake)
-        predictions_prefix = run.predictions_prefix
-        result.zone_rows["models"] = 1
-        predictions = lake.read_table(predictions_prefix).to_pylist()
-        result.zone_rows["predictions"] = len(predictions)
-
-        if run.artifact_key is not None:
-            held = held_out_scores(lake, run.artifact_key, world_dir / "truth" / "customers.parquet")
-            result.truth_auc = truth_auc(held)
-            result.report_path = plot_churn_report(held, settings().work_dir / "reports" / "churn.png")
-
-        with timer.stage("online_store") as st:
-            # The publish Lambda's own handler, with the event Step Functions sends it in AWS.
-            publish = load_lambda("churn_publish", fresh=True).handler
-            event = {"predictions_prefix": predictions_prefix}
-            published = publish(event, LocalLambdaContext("churn-publish"))
-            st.detail = f"{published['written']:,} items"
-            if published["rejected"]:
-                st.detail += f", {published['rejected']:,} rejected (see {published['quarantine_key']})"
-
-        with timer.stage("api") as st:
-            api = start_local_api(port=0)
-            try:
-                result.api_url = api.url
-                result.exchanges = _sample_requests(api.url, lake, predictions)
-                st.detail = f"{len(result.exchanges)} requests at {api.url}"
-                if serve is not None:
-                    serve(api.url)
-            finally:
-                api.stop()
-        return _finish(result, lake)
-
-
-def _count_rows(zone_rows: dict[str, int], counts: dict[str, int]) -> None:
-    """Add a Glue job's written rows to their zones (its counts name them)."""
-    zone_rows["curated"] = zone_rows.get("curated", 0) + counts.get("curated", 0)
-    zone_rows["quarantine"] = zone_rows.get("quarantine", 0) + counts.get("quarantined", 0)
-    written = counts.get("training_rows", 0) + counts.get("serving_rows", 0)
-    zone_rows["features"] = zone_rows.get("features", 0) + written
-
-
-def _finish(result: DemoResult, lake: Lake) -> DemoResult:
-    result.zones = lake.summary()
+        try:
+            with timer.stage("world") as st:
+                summary = generate_world(options.scale, options.seed, world_dir, progress=say)
+                result.world_rows = dict(summary.rows)
+                st.detail = f"{sum(summary.rows.values()):,} rows, {summary.start_date} .. {summary.end_date}"
+            # The day after the last order: what "today" is for the daily chain on this world.
+            result.run_date = (summary.end_date + dt.timedelta(days=1)).isoformat()
+            done("world")
+            _ingest(lake, world_dir, timer, result, say)
+            done("ingest")
+            for job in glue_jobs().values():
+                _glue(lake, job.name, job.run_date_option, timer, result, say)
+                done(job.name)
+            predictions = _domains(lake, world_dir, timer, result, say, done)
+            _api(lake, predictions, timer, result, serve)
+        except _StopRequestedError:
+            pass
+        result.zones = lake.summary()
     return result
 
 
-def _call(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> ApiExchange:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url + path, data=data, method=method, headers={"content-type": "application/json"})
+def _ingest(lake: Lake, world_dir: Path, timer: _Timer, result: DemoResult, say: Progress) -> None:
+    from shelfwise.ingest import ingest_world
+
+    with timer.stage("ingest") as st:
+        report = ingest_world(world_dir, lake, progress=say)
+        result.zone_rows["raw"] = sum(report.rows.values())
+        st.detail = f"{result.zone_rows['raw']:,} rows into raw/"
+
+
+def _glue(lake: Lake, job: str, run_date_option: str | None, timer: _Timer, result: DemoResult, say: Progress) -> None:
+    from shelfwise.glue_local import run_job
+
+    with timer.stage(job) as st:
+        say(f"Glue {job} on local Spark", 0.0)  # a Spark job reports no fraction: the bar shows the time
+        args = {run_date_option: str(result.run_date)} if run_date_option else {}
+        job_result = run_job(job, lake, args)
+        say(f"Glue {job} on local Spark", 1.0)
+        st.detail = ", ".join(f"{k} {v:,}" for k, v in job_result.counts.items() if not k.startswith("quarantined."))
+        for zone in ("curated", "quarantine", "features"):
+            written = sum(v for k, v in job_result.counts.items() if _zone_of(k) == zone)
+            if written:
+                result.zone_rows[zone] = result.zone_rows.get(zone, 0) + written
+
+
+def _zone_of(count: str) -> str | None:
+    """The lake zone a Glue job's count names rows of."""
+    if count == "curated":
+        return "curated"
+    if count == "quarantined":
+        return "quarantine"
+    if count.endswith("_rows") and count != "input_order_lines":
+        return "features"
+    return None
+
+
+def _domains(
+    lake: Lake,
+    world_dir: Path,
+    timer: _Timer,
+    result: DemoResult,
+    say: Progress,
+    done: Callable[[str], None],
+) -> dict[str, str]:
+    """Each domain's training, scoring and publishing; returns the predictions prefix of each domain scored."""
+    from shelfwise.local_api import LocalLambdaContext, load_lambda
+    from shelfwise.pipelines.local import run_pipeline, score_with_newest_approved
+    from shelfwise.pipelines.registry import NoApprovedModelError
+
+    predictions: dict[str, str] = {}
+    for domain in DOMAINS:
+        if domain.pipeline is None:
+            continue
+        name = domain.name
+        with timer.stage(f"{name}_training") as st:
+            run = run_pipeline(lake, domain.pipeline, kind="training", progress=say)
+            st.detail = run.status + (f", model {run.model_version} registered" if run.model_version else "")
+            if run.failure_reason:
+                result.failures.append(f"{name} candidate: {run.failure_reason}")
+        if run.status == "Succeeded":
+            result.zone_rows["models"] = result.zone_rows.get("models", 0) + 1
+        done(f"{name}_training")
+        with timer.stage(f"{name}_scoring") as st:
+            try:
+                scoring, package = score_with_newest_approved(
+                    lake, domain.pipeline, domain.pipeline.serving_partition(str(result.run_date)), progress=say
+                )
+            except NoApprovedModelError as exc:
+                result.failures.append(f"{name} scoring: {exc}")
+                st.detail = "no approved model"
+                continue
+            if scoring.status != "Succeeded" or scoring.predictions_prefix is None:
+                result.failures.append(f"{name} scoring: {scoring.failure_reason}")
+                st.detail = "failed"
+                continue
+            st.detail = (
+                f"with package version {package.version} on {domain.pipeline.serving_partition(str(result.run_date))}"
+            )
+            predictions[name] = scoring.predictions_prefix
+        if domain.demo is not None:
+            result.reports.append(domain.demo.report(lake, world_dir, run.metrics))
+        done(f"{name}_scoring")
+        if domain.publisher is not None:
+            with timer.stage(f"{name}_publish") as st:
+                # The publish Lambda's own handler, with the event Step Functions sends it in AWS.
+                publish = load_lambda(domain.publisher.name, fresh=True).handler
+                published = publish(
+                    {"predictions_prefix": predictions[name]}, LocalLambdaContext(domain.publisher.name)
+                )
+                st.detail = f"{published['written']:,} items"
+                if published.get("skipped_older"):
+                    st.detail += f", {published['skipped_older']:,} older than stored (skipped)"
+                if published["rejected"]:
+                    st.detail += f", {published['rejected']:,} rejected (see {published['quarantine_key']})"
+            done(f"{name}_publish")
+    return predictions
+
+
+def _api(
+    lake: Lake, predictions: dict[str, str], timer: _Timer, result: DemoResult, serve: Callable[[str], None] | None
+) -> None:
+    from shelfwise.local_api import start_local_api
+
+    with timer.stage("api") as st:
+        api = start_local_api(port=0)
+        try:
+            result.api_url = api.url
+            for domain in DOMAINS:
+                if domain.demo is not None and domain.name in predictions:
+                    for request in domain.demo.requests(lake, predictions[domain.name]):
+                        result.exchanges.append(_call(api.url, request))
+            st.detail = f"{len(result.exchanges)} requests at {api.url}"
+            if serve is not None:
+                serve(api.url)
+        finally:
+            api.stop()
+
+
+def _call(url: str, request: DemoRequest) -> ApiExchange:
+    data = None if request.body is None else json.dumps(request.body).encode()
+    http = urllib.request.Request(
+        url + request.path, data=data, method=request.method, headers={"content-type": "application/json"}
+    )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return ApiExchange(method, path, response.status, json.loads(response.read()))
+        with urllib.request.urlopen(http, timeout=30) as response:
+            return ApiExchange(request.method, request.path, response.status, json.loads(response.read()), request.note)
     except urllib.error.HTTPError as error:
-        return ApiExchange(method, path, error.code, json.loads(error.read() or b"{}"))
+        return ApiExchange(request.method, request.path, error.code, json.loads(error.read() or b"{}"), request.note)
 
 
-def _sample_requests(url: str, lake: Lake, predictions: list[dict[str, Any]]) -> list[ApiExchange]:
-    """A few real requests: the riskiest and safest scored customers, a cold start, an unknown id, a what-if."""
-    from shelfwise.churn_features import FEATURE_NAMES
-
-    scores = sorted(predictions, key=lambda r: r["probability"])
-    features = {r["customer_id"]: r for r in lake.read_table("features/churn/serving/").to_pylist()}
-    customers = lake.read_table("raw/customers/").column("customer_id").to_pylist()
-    cold = next((c for c in customers if c not in features), None)
-    exchanges = [
-        _call(url, "GET", f"/customers/{scores[-1]['customer_id']}/churn"),
-        _call(url, "GET", f"/customers/{scores[len(scores) // 2]['customer_id']}/churn"),
-        _call(url, "GET", f"/customers/{scores[0]['customer_id']}/churn"),
-    ]
-    if cold is not None:
-        exchanges.append(_call(url, "GET", f"/customers/{cold}/churn"))
-    exchanges.append(_call(url, "GET", "/customers/C-does-not-exist/churn"))
-    risky = features[scores[-1]["customer_id"]]
-    what_if = {name: risky[name] for name in FEATURE_NAMES}
-    # What if the riskiest customer had just come back twice this month?
-    what_if["recency_days"] = 3
-    what_if["orders_30d"] = max(int(what_if["orders_30d"]), 2)
-    what_if["orders_90d"] = max(int(what_if["orders_90d"]), what_if["orders_30d"])
-    what_if["trend_30_90"] = min(3.0, 3 * what_if["orders_30d"] / what_if["orders_90d"])
-    exchanges.append(_call(url, "POST", "/churn/score", {"features": what_if}))
-    exchanges.append(_call(url, "POST", "/churn/score", {"features": {"recency_days": "soon"}}))
-    return exchanges
-
-
-__all__ = ["STAGES", "DemoOptions", "DemoResult", "run_demo"]
+__all__ = ["DemoOptions", "DemoResult", "run_demo", "stages"]

@@ -1,80 +1,33 @@
 """Run a Glue job's entry script on local Spark against the lake, as Glue would run it in AWS.
 
-The pyspark wheel cannot read S3 (no s3a), so the runner copies the job's input prefixes to a scratch folder,
-runs `glue_jobs/<job>.py` in a subprocess with local paths in place of S3 URIs, and uploads what it wrote back to
-the output prefixes, replacing each partition it wrote (as Glue's dynamic partition overwrite does).
+The jobs are the domains' declarations (`shelfwise.domains`). The pyspark wheel cannot read S3 (no s3a), so the
+runner copies the job's input (and output) prefixes to a scratch folder, keeping each object's S3 modification
+time, runs `glue_jobs/<job>.py` in a subprocess with local paths in place of S3 URIs, and uploads what it wrote
+back to the output prefixes, replacing each partition it wrote (as Glue's dynamic partition overwrite does) and
+the files at the top of each output (markers, job state).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shelfwise.config import settings
+from shelfwise.domain import GlueJob
+from shelfwise.domains import glue_jobs
 from shelfwise.job_log import parse_counts
-from shelfwise.lake import Lake, partition_prefix
+from shelfwise.lake import Lake
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "glue_jobs"
 _LOG_TAIL_LINES = 15
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A Glue job: its path arguments and the lake prefixes they stand for."""
-
-    name: str
-    description: str
-    inputs: dict[str, str]
-    outputs: dict[str, str]
-    options: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def script(self) -> Path:
-        return SCRIPTS_DIR / f"{self.name}.py"
-
-
-JOBS: dict[str, JobSpec] = {
-    "curate_orders": JobSpec(
-        name="curate_orders",
-        description="raw order lines -> curated order lines by order date, rejected rows -> quarantine",
-        inputs={"input_path": partition_prefix("raw", "order_lines")},
-        outputs={
-            "output_path": partition_prefix("curated", "order_lines"),
-            "quarantine_path": partition_prefix("quarantine", "curate_orders"),
-        },
-        options=("run_date",),
-    ),
-    "customer_features": JobSpec(
-        name="customer_features",
-        description="curated orders + products, customers, stockouts -> churn training set and serving features",
-        inputs={
-            "orders_path": partition_prefix("curated", "order_lines"),
-            "products_path": partition_prefix("raw", "products"),
-            "customers_path": partition_prefix("raw", "customers"),
-            "stockouts_path": partition_prefix("raw", "stockouts"),
-        },
-        outputs={
-            "training_path": partition_prefix("features", "churn/training"),
-            "serving_path": partition_prefix("features", "churn/serving"),
-        },
-        options=(
-            "cutoffs",
-            "first_cutoff",
-            "last_cutoff",
-            "step_days",
-            "label_horizon_days",
-            "serving_cutoff",
-        ),
-    ),
-}
 
 
 class UnknownJobError(ValueError):
@@ -97,17 +50,18 @@ class JobResult:
     outputs: list[str]
 
 
-def job_spec(job: str) -> JobSpec:
-    """The spec of a job by name; `UnknownJobError` listing the valid names otherwise."""
-    if job not in JOBS:
-        raise UnknownJobError(f"unknown Glue job {job!r}; valid jobs: {', '.join(sorted(JOBS))}")
-    return JOBS[job]
+def job_spec(job: str) -> GlueJob:
+    """The declaration of a job by name; `UnknownJobError` listing the valid names otherwise."""
+    jobs = glue_jobs()
+    if job not in jobs:
+        raise UnknownJobError(f"unknown Glue job {job!r}; valid jobs: {', '.join(sorted(jobs))}")
+    return jobs[job]
 
 
-def check_args(spec: JobSpec, args: dict[str, str]) -> None:
+def check_args(spec: GlueJob, args: dict[str, str]) -> None:
     """Reject arguments the job does not take and the path arguments the runner fills in itself."""
     for name in args:
-        if name in spec.inputs or name in spec.outputs:
+        if name in spec.prefixes:
             raise JobArgumentsError(f"--{name} is set by the local runner (from lake prefix {_prefix(spec, name)})")
         if name not in spec.options:
             valid = ", ".join(f"--{o}" for o in spec.options)
@@ -126,8 +80,12 @@ def run_job(job: str, lake: Lake, args: dict[str, str] | None = None, progress: 
     local_outputs = {name: scratch / "out" / name for name in spec.outputs}
     for name, prefix in spec.inputs.items():
         _download(lake, prefix, local_inputs[name], progress)
+    paths = {**local_inputs, **local_outputs}
+    if spec.state is not None:
+        paths["state_path"] = scratch / "state"
+        _download(lake, spec.state, paths["state_path"], progress)
     command = [sys.executable, str(spec.script)]
-    for name, path in [*local_inputs.items(), *local_outputs.items()]:
+    for name, path in paths.items():
         command += [f"--{name}", str(path)]
     for name, value in args.items():
         command += [f"--{name}", value]
@@ -139,13 +97,16 @@ def run_job(job: str, lake: Lake, args: dict[str, str] | None = None, progress: 
     for name, prefix in spec.outputs.items():
         _publish(lake, local_outputs[name], prefix, progress)
         outputs.append(prefix)
-    shutil.rmtree(scratch / "in", ignore_errors=True)
-    shutil.rmtree(scratch / "out", ignore_errors=True)
+    if spec.state is not None:
+        lake.delete_prefix(spec.state)
+        lake.upload_dir(paths["state_path"], spec.state)
+    for folder in ("in", "out", "state"):
+        shutil.rmtree(scratch / folder, ignore_errors=True)
     return JobResult(job=job, seconds=time.monotonic() - started, counts=counts, outputs=outputs)
 
 
-def _prefix(spec: JobSpec, name: str) -> str:
-    return spec.inputs.get(name) or spec.outputs[name]
+def _prefix(spec: GlueJob, name: str) -> str:
+    return spec.prefixes[name]
 
 
 def _download(lake: Lake, prefix: str, local: Path, progress: Progress | None) -> None:
@@ -153,7 +114,10 @@ def _download(lake: Lake, prefix: str, local: Path, progress: Progress | None) -
     objects = list(lake.list(prefix))
     task = progress.add_task(f"download {prefix}", total=len(objects)) if progress else None
     for obj in objects:
-        lake.download_file(obj.key, local / obj.key[len(prefix) :])
+        path = local / obj.key[len(prefix) :]
+        lake.download_file(obj.key, path)
+        # S3's modification time, which Spark sees in Glue: the incremental jobs compare it between runs.
+        os.utime(path, (obj.last_modified, obj.last_modified))
         if progress and task is not None:
             progress.advance(task)
 
@@ -173,7 +137,12 @@ def _run_script(job: str, command: list[str], log_path: Path, progress: Progress
 
 
 def _publish(lake: Lake, local: Path, prefix: str, progress: Progress | None) -> None:
-    """Replace each partition folder (`name=value/`) the job wrote under `local` at `prefix` in the lake."""
+    """Replace each partition folder (`name=value/`) the job wrote under `local` at `prefix` in the lake, and put
+    the files at its top (Spark's `_SUCCESS` marker: a step reading the prefix finds it even when the job wrote
+    no partition, as in Glue)."""
+    if local.exists():
+        for marker in sorted(p for p in local.iterdir() if p.is_file() and not p.name.endswith(".crc")):
+            lake.upload_file(marker, f"{prefix}{marker.name}")
     partitions = sorted(p for p in local.iterdir() if p.is_dir() and "=" in p.name) if local.exists() else []
     task = progress.add_task(f"upload {prefix}", total=len(partitions)) if progress else None
     for partition in partitions:

@@ -2,7 +2,9 @@
 
 Layout (ARCHITECTURE.md): `raw/<source>/dt=YYYY-MM-DD/`, `curated/<table>/dt=.../`, `features/<set>/...`,
 `models/<model>/<version>/model.tar.gz`, `predictions/<model>/<run>/`, `quarantine/<job>/dt=.../`.
-The same code runs against AWS and against the local moto server; only the endpoint differs.
+The same code runs against AWS and against the local moto server; only the endpoint differs. Every call names the
+bucket's expected owner when the configuration has one (it does in AWS), so a bucket name taken over by another
+account is never read or written.
 """
 
 from __future__ import annotations
@@ -48,10 +50,15 @@ def s3_client(cfg: Settings | None = None) -> S3Client:
     return boto3.client("s3", region_name=cfg.region, endpoint_url=cfg.aws_endpoint_url)
 
 
+class LakeDeleteError(RuntimeError):
+    """S3 refused to delete some objects; the message names the first ones and why."""
+
+
 @dataclass(frozen=True)
 class LakeObject:
     key: str
     size: int
+    last_modified: float = 0.0  # epoch seconds
 
 
 class Lake:
@@ -61,36 +68,54 @@ class Lake:
         self.cfg = cfg or settings()
         self.bucket = self.cfg.lake_bucket
         self.s3 = client or s3_client(self.cfg)
+        self.owner = self.cfg.expected_owner()
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
     # -- objects ---------------------------------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **self.owner)
 
     def get_bytes(self, key: str) -> bytes:
-        body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key, **self.owner)["Body"].read()
         return body
 
     def upload_file(self, path: Path, key: str) -> None:
-        self.s3.upload_file(str(path), self.bucket, key)
+        self.s3.upload_file(str(path), self.bucket, key, ExtraArgs=dict(self.owner) or None)
 
     def download_file(self, key: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.s3.download_file(self.bucket, key, str(path))
+        self.s3.download_file(self.bucket, key, str(path), ExtraArgs=dict(self.owner) or None)
+
+    def copy(self, source_key: str, key: str) -> None:
+        owners = {"ExpectedSourceBucketOwner": self.owner["ExpectedBucketOwner"]} | self.owner if self.owner else {}
+        self.s3.copy_object(
+            Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}, **owners
+        )
 
     def list(self, prefix: str = "") -> Iterator[LakeObject]:
         paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **self.owner):
             for obj in page.get("Contents", []):
-                yield LakeObject(obj["Key"], obj["Size"])
+                yield LakeObject(obj["Key"], obj["Size"], obj["LastModified"].timestamp())
 
     def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix`; raises `LakeDeleteError` if S3 refuses any of them."""
         keys = [o.key for o in self.list(prefix)]
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
-            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            response = self.s3.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}, **self.owner
+            )
+            errors = response.get("Errors", [])
+            if errors:
+                sample = "; ".join(
+                    f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}".strip() for e in errors[:3]
+                )
+                raise LakeDeleteError(
+                    f"{len(errors)} of {len(batch)} objects under {prefix} were not deleted: {sample}"
+                )
         return len(keys)
 
     # -- directories (Spark jobs read and write local folders; these move them in and out of the lake) ----------
@@ -103,9 +128,12 @@ class Lake:
         return count
 
     def download_prefix(self, prefix: str, local: Path) -> int:
+        """Every object under `prefix` into `local`, keeping the rest of its key; a prefix that is one object's whole
+        key lands as `local/<its name>`, as SageMaker lays out an S3Prefix input."""
         count = 0
         for obj in self.list(prefix):
-            self.download_file(obj.key, local / obj.key[len(prefix) :].lstrip("/"))
+            relative = obj.key[len(prefix) :].lstrip("/") or obj.key.rsplit("/", 1)[-1]
+            self.download_file(obj.key, local / relative)
             count += 1
         return count
 

@@ -1,8 +1,13 @@
 """API Gateway on 127.0.0.1: each HTTP request becomes a REST (v1) proxy event for the real Lambda handler.
 
-The route table mirrors the API Gateway resources that the CDK stack creates; a new handler is one more line in
-`API_METHODS`. `/openapi.json` merges the handlers' OpenAPI documents and `/docs` is a Swagger UI page whose
-assets are served from the Powertools package, so it works offline.
+The route table is read from the domains' declarations (`shelfwise.domains`), the same ones the CDK API stack
+builds its resources from. `/openapi.json` merges the handlers' OpenAPI documents and `/docs` is a Swagger UI page
+whose assets are served from the Powertools package, so it works offline.
+
+Authentication: in AWS every route takes IAM (SigV4) or, as a deployment setting, a JWT. Locally there is no
+caller identity to check, so signed and unsigned requests are both accepted, and every answer says so in the
+`X-Shelfwise-Auth` header. Every request, whatever its method or path, gets an answer in the API's JSON error
+shape when it cannot be routed (a malformed request line included).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ LAMBDAS_DIR = Path(__file__).resolve().parents[1] / "lambdas"
 STAGE = "local"
 #: API Gateway's payload limit.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
+#: Sent with every local answer: what a deployed API would have checked.
+AUTH_HEADER = ("X-Shelfwise-Auth", "not checked locally (AWS: IAM SigV4 or JWT); signed and unsigned requests accepted")
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -91,12 +98,11 @@ def load_lambda(name: str, *, fresh: bool = False) -> ModuleType:
     return module
 
 
-#: The API Gateway methods of the CDK stacks: (HTTP method, resource, folder of the handler under lambdas/).
-API_METHODS: tuple[tuple[str, str, str], ...] = (
-    ("GET", "/customers/{customer_id}/churn", "churn"),
-    ("POST", "/churn/score", "churn"),
-    ("GET", "/churn/swagger", "churn"),
-)
+def api_methods() -> tuple[tuple[str, str, str], ...]:
+    """The API's methods as the domains declare them: (HTTP method, resource, folder of the handler under lambdas/)."""
+    from shelfwise.domains import DOMAINS
+
+    return tuple((route.method, route.path, d.api.name) for d in DOMAINS if d.api is not None for route in d.api.routes)
 
 
 @dataclass(frozen=True)
@@ -109,9 +115,10 @@ class LocalLambdas:
 
 def local_lambdas() -> LocalLambdas:
     """Import each handler once, fresh (new caches and clients for the current AWS endpoint), and route to it."""
-    modules = {name: load_lambda(name, fresh=True) for name in dict.fromkeys(n for _, _, n in API_METHODS)}
+    methods = api_methods()
+    modules = {name: load_lambda(name, fresh=True) for name in dict.fromkeys(n for _, _, n in methods)}
     handlers = {name: serialized(module.handler) for name, module in modules.items()}
-    return LocalLambdas(modules, [Route(method, resource, handlers[name]) for method, resource, name in API_METHODS])
+    return LocalLambdas(modules, [Route(method, resource, handlers[name]) for method, resource, name in methods])
 
 
 def serialized(handler: LambdaHandler) -> LambdaHandler:
@@ -311,6 +318,31 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _ApiServer
     protocol_version = "HTTP/1.1"
 
+    def __getattr__(self, name: str) -> Any:
+        # http.server looks for `do_<METHOD>`: every method, however odd (PROPFIND, BREW), goes to the router,
+        # which answers 405 with the allowed methods or 404 in the API's error shape.
+        if name.startswith("do_") and name[3:].isascii() and name[3:].replace("-", "").isalnum():
+            return self._serve
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (malformed request line, header too long, ...) in the API's JSON shape."""
+        self.close_connection = True
+        body = json.dumps(
+            error_body("bad_request" if code < 500 else "server_error", message or "bad request")
+        ).encode()
+        try:
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/json")
+            self.send_header(*AUTH_HEADER)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(body)
+        except OSError:
+            pass  # the client went away
+
     def do_GET(self) -> None:
         self._serve()
 
@@ -339,6 +371,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         for name, value in response.headers:
             if name.lower() not in {"content-length", "connection"}:
                 self.send_header(name, value)
+        self.send_header(*AUTH_HEADER)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         if self.command != "HEAD":

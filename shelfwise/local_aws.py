@@ -23,6 +23,8 @@ LOCAL_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+#: The account moto serves; the lake's S3 calls name it as the expected bucket owner, as they name yours in AWS.
+MOTO_ACCOUNT = "123456789012"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ def local_aws() -> Iterator[LocalAws]:
     os.environ.update(LOCAL_CREDENTIALS)
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     os.environ.setdefault("AWS_DEFAULT_REGION", settings().region)
+    os.environ.setdefault("SHELFWISE_LAKE_BUCKET_OWNER", MOTO_ACCOUNT)
     settings.cache_clear()
     try:
         cfg = load_settings()

@@ -1,10 +1,14 @@
-"""The online store: each customer's latest churn features and score in DynamoDB, for key lookups by the API.
+"""The online store: each entity's latest features and scores in DynamoDB, for key lookups by the API.
 
-Item (contract in docs/contracts.md): `pk` = `customer#<id>`, `sk` = `churn`, `features` (map, or NULL for a
-registered customer without purchase history: a cold start), `as_of`, `probability`, `model_version`,
-`expires_at` (epoch seconds, the table's TTL attribute).
+One item per entity and feature set: `pk` = `<entity>#<id>` (`customer#C000123`), `sk` = the feature set
+(`churn`), then `as_of` (the cutoff the values were computed at, `YYYY-MM-DD`), `feature_set_version`, the
+domain's attributes, and `expires_at` (epoch seconds, the table's TTL attribute).
 
-The writer takes plain records (no pandas) and the reader is import-light, so the Lambda can use it.
+Writes are monotonic: an item is replaced only by one whose `as_of` is the same or later (a conditional put), so
+a redrive of an old run can never roll an entity back; the older write is counted as `skipped_older`, not an
+error. Puts run on a few threads (conditional writes cannot be batched) with backoff on throttling.
+
+Pure boto3 and the standard library: the Lambdas import it without pandas or pyarrow. Nothing here knows churn.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 import math
 import numbers
 import random
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -21,72 +27,69 @@ from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
 from shelfwise.config import settings
 
-SORT_KEY = "churn"
-BATCH_SIZE = 25  # DynamoDB's limit for one BatchWriteItem call
 DEFAULT_TTL_DAYS = 35
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
+WRITERS = 8
+#: Attributes every item has besides the key; a domain's attributes must not reuse these names.
+RESERVED = frozenset({"pk", "sk", "as_of", "feature_set_version", "expires_at"})
+_THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+_NEWER_OR_SAME = "attribute_not_exists(pk) OR as_of <= :as_of"
 
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
 
-class UnprocessedItemsError(RuntimeError):
-    """DynamoDB kept returning items unprocessed after every retry."""
+class ThrottledError(RuntimeError):
+    """DynamoDB kept throttling a write after every retry; rerunning the publish is safe (writes are idempotent)."""
 
-    def __init__(self, failed: int, total: int, table: str, attempts: int) -> None:
+    def __init__(self, failed: int, total: int, table: str) -> None:
         super().__init__(
-            f"{failed} of {total} churn records were not written to {table}: "
-            f"still unprocessed after {attempts} attempts (throttled?)"
+            f"{failed} of {total} items were not written to {table}: still throttled after {MAX_ATTEMPTS} attempts"
         )
         self.failed = failed
 
 
 @dataclass(frozen=True)
-class ChurnRecord:
-    """One customer's latest churn features and batch score.
+class OnlineItem:
+    """What a publisher writes for one entity: values computed at `as_of` with a feature-set version."""
 
-    A registered customer without purchase history (a cold start) has `features=None` and may have no score.
-    """
-
-    customer_id: str
-    features: Mapping[str, float] | None
+    entity: str
+    entity_id: str
+    feature_set: str
     as_of: date | str
-    probability: float | None = None
-    model_version: str | None = None
+    feature_set_version: str
+    attributes: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
-class OnlineRecord:
-    """What the API reads back for a customer."""
+class StoredItem:
+    """What a reader gets back."""
 
-    customer_id: str
+    entity_id: str
     as_of: str
-    probability: float | None
-    model_version: str | None
-    features: dict[str, float] | None
+    feature_set_version: str
+    attributes: dict[str, Any]
     expires_at: int
-
-    @property
-    def cold_start(self) -> bool:
-        return self.features is None
 
 
 @dataclass
 class WriteReport:
     written: int = 0
-    #: Records that could not be turned into an item, with the reason (nothing is dropped silently).
+    #: Items not written because the table already holds a later `as_of` for the entity.
+    skipped_older: int = 0
+    #: Items that could not be turned into a DynamoDB item, with the reason (nothing is dropped silently).
     rejected: list[tuple[str, str]] = field(default_factory=list)
-    batches: int = 0
     retries: int = 0
 
 
-def customer_key(customer_id: str) -> dict[str, dict[str, str]]:
-    return {"pk": {"S": f"customer#{customer_id}"}, "sk": {"S": SORT_KEY}}
+def item_key(entity: str, entity_id: str, feature_set: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": f"{entity}#{entity_id}"}, "sk": {"S": feature_set}}
 
 
 def expires_at(as_of: date, now: datetime, ttl_days: int) -> int:
@@ -99,120 +102,132 @@ def expires_at(as_of: date, now: datetime, ttl_days: int) -> int:
     return int((start + timedelta(days=ttl_days)).timestamp())
 
 
-def to_item(record: ChurnRecord, expiry: int) -> dict[str, Any]:
-    """The DynamoDB item (attribute-value form) of a record; raises ValueError naming a bad field."""
-    if not record.customer_id or len(record.customer_id) > 128:
-        raise ValueError(f"customer_id must be 1-128 characters, got {record.customer_id!r}")
-    probability = None if record.probability is None else _decimal("probability", record.probability)
-    if probability is not None and not 0 <= probability <= 1:
-        raise ValueError(f"probability must be in [0, 1], got {record.probability}")
-    item: dict[str, Any] = {
-        "as_of": _date(record.as_of).isoformat(),
-        "probability": probability,
-        "model_version": record.model_version,
+def to_item(item: OnlineItem, expiry: int) -> dict[str, Any]:
+    """The DynamoDB item (attribute-value form); raises ValueError naming a bad field."""
+    if not item.entity_id or len(item.entity_id) > 128:
+        raise ValueError(f"{item.entity} id must be 1-128 characters, got {item.entity_id!r}")
+    clashes = sorted(RESERVED & set(item.attributes))
+    if clashes:
+        raise ValueError(f"attributes may not be named {', '.join(clashes)}")
+    values: dict[str, Any] = {
+        "as_of": as_date(item.as_of).isoformat(),
+        "feature_set_version": item.feature_set_version,
         "expires_at": expiry,
-        "features": None
-        if record.features is None
-        else {name: _decimal(f"features.{name}", value) for name, value in record.features.items()},
+        **{name: _storable(name, value) for name, value in item.attributes.items()},
     }
-    return customer_key(record.customer_id) | {k: _SERIALIZER.serialize(v) for k, v in item.items()}
+    return item_key(item.entity, item.entity_id, item.feature_set) | {
+        k: _SERIALIZER.serialize(v) for k, v in values.items()
+    }
 
 
-def write_churn_records(
-    records: Iterable[ChurnRecord],
+def write_items(
+    items: Iterable[OnlineItem],
     table: str | None = None,
     client: Any = None,
     *,
     ttl_days: int = DEFAULT_TTL_DAYS,
     now: datetime | None = None,
+    writers: int = WRITERS,
     sleep: Callable[[float], None] = time.sleep,
-    rng: random.Random | None = None,
 ) -> WriteReport:
-    """Write records in batches of 25, retrying unprocessed items with exponential backoff and full jitter.
-
-    A later record for the same customer replaces an earlier one. Raises `UnprocessedItemsError` when a batch still
-    has unprocessed items after `MAX_ATTEMPTS` calls.
-    """
+    """Put each item unless the table holds a later `as_of` for its entity; see the module doc."""
     table = table or settings().online_table
     client = client or _client("dynamodb")
     now = now or datetime.now(UTC)
-    rng = rng or random.Random()
     report = WriteReport()
-    items: dict[str, dict[str, Any]] = {}
-    for record in records:
+    lock = threading.Lock()
+    requests = []
+    for item in items:
         try:
-            items[record.customer_id] = to_item(record, expires_at(_date(record.as_of), now, ttl_days))
+            requests.append(to_item(item, expires_at(as_date(item.as_of), now, ttl_days)))
         except ValueError as exc:
-            report.rejected.append((record.customer_id, str(exc)))
-    requests = [{"PutRequest": {"Item": item}} for item in items.values()]
-    for start, batch in _batches(requests):
-        report.retries += _write_batch(client, table, batch, sleep, rng, done=start, total=len(requests))
-        report.batches += 1
-        report.written += len(batch)
+            report.rejected.append((item.entity_id, str(exc)))
+
+    def put(request: dict[str, Any]) -> tuple[str, int]:
+        rng = random.Random()
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                sleep(rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))
+            try:
+                client.put_item(
+                    TableName=table,
+                    Item=request,
+                    ConditionExpression=_NEWER_OR_SAME,
+                    ExpressionAttributeValues={":as_of": request["as_of"]},
+                )
+                return "written", attempt
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code == "ConditionalCheckFailedException":
+                    return "skipped_older", attempt
+                if code not in _THROTTLED:
+                    raise
+        return "throttled", MAX_ATTEMPTS
+
+    throttled = 0
+    with ThreadPoolExecutor(max_workers=max(1, writers)) as pool:
+        for outcome, retries in pool.map(put, requests):
+            with lock:
+                report.retries += retries
+                if outcome == "written":
+                    report.written += 1
+                elif outcome == "skipped_older":
+                    report.skipped_older += 1
+                else:
+                    throttled += 1
+    if throttled:
+        raise ThrottledError(throttled, len(requests), table)
     return report
 
 
-def get_customer(customer_id: str, table: str | None = None, client: Any = None) -> OnlineRecord | None:
-    """The customer's online record, or None if there is none or it has expired (TTL deletion lags by hours)."""
+def get_item(
+    entity: str, entity_id: str, feature_set: str, table: str | None = None, client: Any = None
+) -> StoredItem | None:
+    """The entity's item, or None if there is none or it has expired (TTL deletion lags by hours)."""
     response = (client or _client("dynamodb")).get_item(
-        TableName=table or settings().online_table, Key=customer_key(customer_id)
+        TableName=table or settings().online_table, Key=item_key(entity, entity_id, feature_set)
     )
     raw = response.get("Item")
     if raw is None:
         return None
-    item = {k: _DESERIALIZER.deserialize(v) for k, v in raw.items()}
-    expiry = int(item.get("expires_at", 0))
+    values = {k: _DESERIALIZER.deserialize(v) for k, v in raw.items()}
+    expiry = int(values.pop("expires_at", 0))
     if expiry and expiry < time.time():
         return None
-    features = item.get("features")
-    return OnlineRecord(
-        customer_id=customer_id,
-        as_of=str(item["as_of"]),
-        probability=None if item.get("probability") is None else float(item["probability"]),
-        model_version=item.get("model_version"),
-        features=None if features is None else {k: float(v) for k, v in features.items()},
+    for key in ("pk", "sk"):
+        values.pop(key, None)
+    return StoredItem(
+        entity_id=entity_id,
+        as_of=str(values.pop("as_of")),
+        feature_set_version=str(values.pop("feature_set_version", "")),
+        attributes={name: _plain(value) for name, value in values.items()},
         expires_at=expiry,
     )
 
 
-def _write_batch(
-    client: Any,
-    table: str,
-    batch: list[dict[str, Any]],
-    sleep: Callable[[float], None],
-    rng: random.Random,
-    done: int,
-    total: int,
-) -> int:
-    """Write one batch; returns the number of retries it took."""
-    pending = batch
-    for attempt in range(MAX_ATTEMPTS):
-        if attempt:
-            sleep(rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))
-        response = client.batch_write_item(RequestItems={table: pending})
-        pending = response.get("UnprocessedItems", {}).get(table, [])
-        if not pending:
-            return attempt
-    # Items of later batches were never attempted: they count as failed too.
-    raise UnprocessedItemsError(len(pending) + total - done - len(batch), total, table, MAX_ATTEMPTS)
-
-
-def _batches(requests: list[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    for start in range(0, len(requests), BATCH_SIZE):
-        yield start, requests[start : start + BATCH_SIZE]
-
-
-def _decimal(name: str, value: float) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    # Through str, so 0.1 is stored as 0.1 and not as its binary expansion.
-    return Decimal(str(value))
-
-
-def _date(value: date | str) -> date:
+def as_date(value: date | str) -> date:
     if isinstance(value, datetime):
         return value.date()
     return value if isinstance(value, date) else date.fromisoformat(value[:10])
+
+
+def _storable(name: str, value: Any) -> Any:
+    """Numbers as Decimals (through str, so 0.1 stays 0.1), maps recursively; strings and None as they are."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _storable(f"{name}.{k}", v) for k, v in value.items()}
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return Decimal(str(value))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _client(service: str) -> Any:

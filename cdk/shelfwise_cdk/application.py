@@ -1,137 +1,133 @@
-"""Assemble the Shelfwise stacks of one deployment into a CDK app, with the cdk-nag AwsSolutions checks."""
+"""Assemble the stacks of one deployment into a CDK app from the domains' declarations, with cdk-nag's checks.
+
+Platform stacks (data lake, online store, platform: keys and alarm topic, API, feature jobs, orchestration) are one
+each and read every domain's declaration; a domain with a pipeline adds one `<Domain>Pipelines` stack. Nothing here
+names a domain.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from aws_cdk import App, Tags, Validations
+from aws_cdk import App, Stack, Tags, Validations
 from cdk_nag import AwsSolutionsChecks
 
+from shelfwise.domain import Domain, ModelPipeline
 from shelfwise_cdk.deployment import Deployment
-from shelfwise_cdk.stacks.churn_api import ChurnApiStack
-from shelfwise_cdk.stacks.churn_pipeline import ChurnPipelineStack, DefinitionFactory, PipelineDefinitionInputs
+from shelfwise_cdk.packaging import pinned_requirements
+from shelfwise_cdk.stacks.api import ApiAuth, ApiStack
 from shelfwise_cdk.stacks.data_lake import DataLakeStack
 from shelfwise_cdk.stacks.feature_jobs import FeatureJobsStack
+from shelfwise_cdk.stacks.model_pipelines import ModelPipelinesStack
 from shelfwise_cdk.stacks.online_store import OnlineStoreStack
-from shelfwise_cdk.stacks.orchestration import ChainTargets, OrchestrationStack
+from shelfwise_cdk.stacks.orchestration import DomainChain, OrchestrationStack
+from shelfwise_cdk.stacks.platform import PlatformStack
 
-#: Scripts of the churn pipeline's processing steps, staged one asset each (the training code goes as a tarball).
-CHURN_SCRIPTS = ("prepare.py", "evaluate.py", "batch_score.py")
-SOURCE_TARBALL = "sourcedir.tar.gz"
-
-#: CDK feature flags, set in code so that `cdk synth` and the tests build the same templates.
-FEATURE_FLAGS: dict[str, object] = {
-    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
-    "@aws-cdk/aws-s3:createDefaultLoggingPolicy": True,
-    "@aws-cdk/aws-iam:minimizePolicies": True,
-    "@aws-cdk/aws-iam:standardizedServicePrincipals": True,
-    "@aws-cdk/aws-kms:aliasNameRef": True,
-    "@aws-cdk/aws-sns:createDefaultPolicy": True,
-    "@aws-cdk/aws-apigateway:disableCloudWatchRole": True,
-    "@aws-cdk/core:enableAdditionalMetadataCollection": False,
-}
+#: Modules the Glue jobs import that Glue 5.0 lacks; installed with their dependencies at constraints.txt's versions.
+GLUE_MODULES = ("pydantic",)
 
 
 @dataclass(frozen=True)
-class ChurnPipelineCode:
-    """How the churn pipeline's definition and training tarball are made (`shelfwise.pipelines.churn`)."""
+class PipelineCode:
+    """How pipeline code is built: the SDK renderer and the source tarball builder (`shelfwise.pipelines`)."""
 
-    definition: DefinitionFactory
-    build_source_tarball: Callable[[Path, Path], Path]
+    render: Callable[[Any], str]
+    build_source_tarball: Callable[[ModelPipeline, Path], Path]
 
 
 @dataclass(frozen=True)
 class ShelfwiseStacks:
+    platform: PlatformStack
     data_lake: DataLakeStack
     online_store: OnlineStoreStack
     feature_jobs: FeatureJobsStack
-    churn_pipeline: ChurnPipelineStack
-    churn_api: ChurnApiStack
+    pipelines: dict[str, ModelPipelinesStack]
+    api: ApiStack
     orchestration: OrchestrationStack
 
 
 def new_app(*, outdir: str | None = None, context: dict[str, object] | None = None) -> App:
-    """A CDK app with Shelfwise's feature flags; `context` adds to (and may override) them."""
-    return App(outdir=outdir, context=FEATURE_FLAGS | (context or {}))
+    """A CDK app with `context` (cdk.json's feature flags and the deployment's settings)."""
+    return App(outdir=outdir, context=context or {})
 
 
-def library_churn_pipeline_code() -> ChurnPipelineCode:
-    """The churn pipeline code of the shelfwise library (imported here: it pulls in the SageMaker SDK)."""
-    from shelfwise.pipelines.churn import ChurnPipelineConfig, build_source_tarball, churn_pipeline_definition
+def library_pipeline_code() -> PipelineCode:
+    """The shelfwise library's pipeline code (imported here: it pulls in the SageMaker SDK)."""
+    from shelfwise.pipelines.code import build_source_tarball
+    from shelfwise.pipelines.sdk import pipeline_definition
 
-    def definition(inputs: PipelineDefinitionInputs) -> str:
-        return churn_pipeline_definition(
-            ChurnPipelineConfig(
-                pipeline_name=inputs.pipeline_name,
-                role_arn=inputs.role_arn,
-                region=inputs.region,
-                bucket=inputs.bucket,
-                model_package_group=inputs.model_package_group,
-                code_uris=inputs.code_uris,
-            )
-        )
-
-    return ChurnPipelineCode(definition=definition, build_source_tarball=build_source_tarball)
+    return PipelineCode(render=pipeline_definition, build_source_tarball=build_source_tarball)
 
 
-def build_stacks(app: App, deployment: Deployment, churn_code: ChurnPipelineCode) -> ShelfwiseStacks:
+def build_stacks(
+    app: App, deployment: Deployment, code: PipelineCode, domains: tuple[Domain, ...] | None = None
+) -> ShelfwiseStacks:
     """Every stack of the deployment, wired through props (CDK turns them into cross-stack references)."""
+    from shelfwise.domains import DOMAINS
+
+    domains = DOMAINS if domains is None else domains
     cfg, sources, env = deployment.settings, deployment.sources, deployment.environment
     build_dir = Path(app.outdir) / "shelfwise-build"
+
+    def stack_args(concern: str, description: str) -> dict[str, Any]:
+        return {"env": env, "stack_name": deployment.stack_name(concern), "description": f"Shelfwise: {description}"}
+
+    platform = PlatformStack(app, "Platform", cfg=cfg, **stack_args("platform", "operations key and alarm topic"))
     data_lake = DataLakeStack(
         app,
         "DataLake",
         cfg=cfg,
-        env=env,
-        stack_name=deployment.stack_name("data-lake"),
-        description="Shelfwise data lake: KMS-encrypted S3 lake, access logs, Glue database",
+        retention=[r for d in domains for r in d.retention],
+        **stack_args("data-lake", "KMS-encrypted S3 lake, access logs, Glue database"),
     )
     online_store = OnlineStoreStack(
-        app,
-        "OnlineStore",
-        cfg=cfg,
-        env=env,
-        stack_name=deployment.stack_name("online-store"),
-        description="Shelfwise online store: DynamoDB table of churn scores and features",
+        app, "OnlineStore", cfg=cfg, **stack_args("online-store", "DynamoDB table of features and scores")
     )
     feature_jobs = FeatureJobsStack(
         app,
         "FeatureJobs",
         cfg=cfg,
         lake=data_lake.lake,
-        glue_jobs_dir=sources.glue_jobs,
+        operations_key=platform.key,
+        jobs=[job for d in domains for job in d.glue_jobs],
         library_packages=[sources.library],
+        additional_modules=pinned_requirements(GLUE_MODULES, sources.constraints),
         build_dir=build_dir,
-        env=env,
-        stack_name=deployment.stack_name("feature-jobs"),
-        description="Shelfwise feature jobs: Glue 5.0 curation and churn feature jobs",
+        **stack_args("feature-jobs", "Glue 5.0 jobs of every domain"),
     )
-    tarball = churn_code.build_source_tarball(sources.churn_sagemaker, build_dir / "churn" / SOURCE_TARBALL)
-    code_files = {SOURCE_TARBALL: tarball} | {name: sources.churn_sagemaker / name for name in CHURN_SCRIPTS}
-    churn_pipeline = ChurnPipelineStack(
+    pipelines: dict[str, ModelPipelinesStack] = {}
+    for domain in domains:
+        if domain.pipeline is None:
+            continue
+        tarball = code.build_source_tarball(domain.pipeline, build_dir / "pipelines" / domain.name / "sourcedir.tar.gz")
+        pipelines[domain.name] = ModelPipelinesStack(
+            app,
+            f"{_pascal(domain.name)}Pipelines",
+            cfg=cfg,
+            lake=data_lake.lake,
+            pipeline=domain.pipeline,
+            source_tarball=tarball,
+            render=code.render,
+            **stack_args(f"{domain.name}-pipelines", f"{domain.name} training and scoring pipelines"),
+        )
+    auth = deployment.api_auth
+    api = ApiStack(
         app,
-        "ChurnPipeline",
-        cfg=cfg,
-        lake=data_lake.lake,
-        code_files=code_files,
-        definition=churn_code.definition,
-        env=env,
-        stack_name=deployment.stack_name("churn-pipeline"),
-        description="Shelfwise churn pipeline: SageMaker pipeline and model package group",
-    )
-    churn_api = ChurnApiStack(
-        app,
-        "ChurnApi",
+        "Api",
         cfg=cfg,
         lake=data_lake.lake,
         online_table=online_store.table,
-        code_dir=sources.churn_lambda,
+        operations_key=platform.key,
+        alarm_topic=platform.alarm_topic,
+        functions=[d.api for d in domains if d.api is not None],
         library_dir=sources.library,
-        env=env,
-        stack_name=deployment.stack_name("churn-api"),
-        description="Shelfwise churn API: API Gateway, Lambda, alarms",
+        constraints=sources.constraints,
+        auth=ApiAuth(mode=auth.mode, issuer=auth.issuer, audience=auth.audience),
+        waf=deployment.waf,
+        **stack_args("api", "REST API of every domain, WAF, alarms"),
     )
     orchestration = OrchestrationStack(
         app,
@@ -139,30 +135,40 @@ def build_stacks(app: App, deployment: Deployment, churn_code: ChurnPipelineCode
         cfg=cfg,
         lake=data_lake.lake,
         online_table=online_store.table,
-        chain=ChainTargets(
-            curate_orders_job=feature_jobs.jobs["curate-orders"].job_name,
-            customer_features_job=feature_jobs.jobs["customer-features"].job_name,
-            pipeline_name=churn_pipeline.pipeline_name,
-        ),
-        alarm_topic=churn_api.alarm_topic,
-        publish_code_dir=sources.churn_publish_lambda,
+        operations_key=platform.key,
+        alarm_topic=platform.alarm_topic,
+        glue_jobs=[job for d in domains for job in d.glue_jobs],
+        chains=[
+            DomainChain(
+                domain=d,
+                training_pipeline=pipelines[d.name].training_name,
+                scoring_pipeline=pipelines[d.name].scoring_name,
+                model_package_group=pipelines[d.name].model_package_group_name,
+            )
+            for d in domains
+            if d.name in pipelines
+        ],
         library_dir=sources.library,
+        constraints=sources.constraints,
         schedule=deployment.schedule,
-        env=env,
-        stack_name=deployment.stack_name("orchestration"),
-        description="Shelfwise orchestration: scheduled Step Functions chain from Glue to the online store",
+        **stack_args("orchestration", "scheduled Step Functions chain from Glue to the online store"),
     )
-    for consumer in (feature_jobs, churn_pipeline, churn_api, orchestration):
+    consumers: list[Stack] = [feature_jobs, *pipelines.values(), api, orchestration]
+    for consumer in consumers:
         # They name the lake bucket directly (no export), so CloudFormation needs the order spelled out.
         consumer.add_stack_dependency(data_lake)
-    for named in (feature_jobs, churn_pipeline):
-        # The chain starts the jobs and the pipeline by name (no export), so they must exist first.
+    for named in (feature_jobs, *pipelines.values()):
+        # The chain starts the jobs and the pipelines by name (no export), so they must exist first.
         orchestration.add_stack_dependency(named)
     Tags.of(app).add("project", "shelfwise")
     Tags.of(app).add("shelfwise:env", cfg.env)
-    return ShelfwiseStacks(data_lake, online_store, feature_jobs, churn_pipeline, churn_api, orchestration)
+    return ShelfwiseStacks(platform, data_lake, online_store, feature_jobs, pipelines, api, orchestration)
 
 
 def add_security_checks(app: App) -> None:
     """cdk-nag AwsSolutions on every stack: an unacknowledged finding fails `app.synth()`."""
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_") if part)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aws_cdk import Environment
 from pydantic import ValidationError
@@ -25,12 +25,18 @@ CONTEXT_KEYS: dict[str, str] = {
     "shelfwise:lakeBucketName": "SHELFWISE_LAKE_BUCKET",
     "shelfwise:onlineTableName": "SHELFWISE_ONLINE_TABLE",
     "shelfwise:glueDatabaseName": "SHELFWISE_GLUE_DATABASE",
-    "shelfwise:churnModelGroup": "churn_model_group",
+    "shelfwise:modelGroupPrefix": "model_group_prefix",
 }
 ACCOUNT_KEY = "shelfwise:account"
 #: When EventBridge starts the daily chain (an EventBridge schedule expression, UTC).
 SCHEDULE_KEY = "shelfwise:orchestrationSchedule"
 DEFAULT_SCHEDULE = "cron(0 3 * * ? *)"
+#: How API callers authenticate: "iam" (SigV4, the default) or "jwt" (with the issuer and audience below).
+API_AUTH_KEY = "shelfwise:apiAuth"
+JWT_ISSUER_KEY = "shelfwise:jwtIssuer"
+JWT_AUDIENCE_KEY = "shelfwise:jwtAudience"
+#: AWS WAF in front of the API (default true; false saves its monthly cost, see the README).
+WAF_KEY = "shelfwise:waf"
 _SCHEDULE = re.compile(r"^(cron\((\S+ ){5}\S+\)|rate\([1-9]\d* (minute|minutes|hour|hours|day|days)\))$")
 
 
@@ -61,6 +67,8 @@ class Deployment:
     account: str | None
     sources: SourceLayout
     schedule: str = DEFAULT_SCHEDULE
+    api_auth: ApiAuthSetting = field(default_factory=lambda: ApiAuthSetting())
+    waf: bool = True
 
     @property
     def environment(self) -> Environment:
@@ -69,6 +77,15 @@ class Deployment:
 
     def stack_name(self, concern: str) -> str:
         return self.settings.resource_name(concern)
+
+
+@dataclass(frozen=True)
+class ApiAuthSetting:
+    """`iam` (SigV4) or `jwt` with the OIDC issuer URL (a Cognito user pool's, or any provider's) and the audience."""
+
+    mode: Literal["iam", "jwt"] = "iam"
+    issuer: str | None = None
+    audience: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,16 +103,9 @@ class SourceLayout:
         return self.root / "glue_jobs"
 
     @property
-    def churn_lambda(self) -> Path:
-        return self.root / "lambdas" / "churn"
-
-    @property
-    def churn_publish_lambda(self) -> Path:
-        return self.root / "lambdas" / "churn_publish"
-
-    @property
-    def churn_sagemaker(self) -> Path:
-        return self.root / "sagemaker" / "churn"
+    def constraints(self) -> Path:
+        """Every package's exact version: Lambda bundles and Glue modules install these."""
+        return self.root / "constraints.txt"
 
 
 def cdk_json_context(path: Path) -> dict[str, Any]:
@@ -128,7 +138,44 @@ def deployment_from_context(try_get_context: Callable[[str], Any], root: Path) -
             f"context {SCHEDULE_KEY}={schedule!r}: expected an EventBridge schedule such as {DEFAULT_SCHEDULE!r} "
             "or 'rate(1 day)'"
         )
-    return Deployment(settings=cfg, account=account or None, sources=SourceLayout(root), schedule=schedule)
+    return Deployment(
+        settings=cfg,
+        account=account or None,
+        sources=SourceLayout(root),
+        schedule=schedule,
+        api_auth=_api_auth(try_get_context),
+        waf=_flag(try_get_context, WAF_KEY, default=True),
+    )
+
+
+def _api_auth(try_get_context: Callable[[str], Any]) -> ApiAuthSetting:
+    mode = try_get_context(API_AUTH_KEY) or "iam"
+    if mode == "iam":
+        return ApiAuthSetting()
+    if mode != "jwt":
+        raise DeploymentContextError(f"context {API_AUTH_KEY}={mode!r}: expected 'iam' or 'jwt'")
+    issuer, audience = try_get_context(JWT_ISSUER_KEY), try_get_context(JWT_AUDIENCE_KEY)
+    if not (isinstance(issuer, str) and re.match(r"^https://[^\s/]+(/[^\s]*)?$", issuer)):
+        raise DeploymentContextError(
+            f"context {JWT_ISSUER_KEY}={issuer!r}: {API_AUTH_KEY}=jwt needs the issuer's https URL, e.g. "
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
+        )
+    if not (isinstance(audience, str) and audience.strip()):
+        raise DeploymentContextError(
+            f"context {JWT_AUDIENCE_KEY}={audience!r}: {API_AUTH_KEY}=jwt needs the audience (client id) tokens carry"
+        )
+    return ApiAuthSetting("jwt", issuer.rstrip("/"), audience.strip())
+
+
+def _flag(try_get_context: Callable[[str], Any], key: str, default: bool) -> bool:
+    value = try_get_context(key)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise DeploymentContextError(f"context {key}={value!r}: expected true or false")
 
 
 def _describe(exc: ValidationError, inputs: dict[str, Any]) -> str:

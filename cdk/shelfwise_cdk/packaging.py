@@ -58,3 +58,39 @@ def _add(digest: hashlib._Hash, name: str, path: Path) -> None:
     digest.update(name.encode())
     digest.update(b"\0")
     digest.update(hashlib.sha256(path.read_bytes()).digest())
+
+
+def pinned_requirements(names: Sequence[str], constraints: Path) -> list[str]:
+    """`name==version` for each of `names` and everything it depends on (as installed here, markers evaluated for
+    this interpreter), each at the version `constraints` pins; a dependency the constraints do not pin is an error,
+    so a deployment never installs a version the project did not test."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    for line in constraints.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[canonicalize_name(name)] = version.strip()
+    resolved: dict[str, str] = {}
+    pending = [Requirement(name) for name in names]
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name in resolved:
+            continue
+        if name not in pins:
+            raise ValueError(f"{requirement.name} is not pinned in {constraints.name}; run `make lock`")
+        resolved[name] = pins[name]
+        try:
+            dependencies = requires(requirement.name) or []
+        except PackageNotFoundError:
+            raise ValueError(f"{requirement.name} is not installed here; cannot list its dependencies") from None
+        for text in dependencies:
+            dependency = Requirement(text)
+            if dependency.marker is None or dependency.marker.evaluate({"extra": ""}):
+                pending.append(dependency)
+    return [f"{name}=={version}" for name, version in sorted(resolved.items())]

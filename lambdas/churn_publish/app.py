@@ -1,15 +1,18 @@
-"""Churn publish (Step Functions -> Lambda, or the local demo in-process): stream a batch run's
-`online_records.jsonl` from the lake into the DynamoDB online store with `shelfwise.churn_publish`.
+"""Churn publish (Step Functions -> Lambda, or the local demo in-process): stream a scoring run's
+`online_records.jsonl` from the lake into the DynamoDB online store with `shelfwise.churn.publish`.
 
 Event: `{"predictions_prefix": "predictions/churn/<run>/"}` (the object `<prefix>online_records.jsonl` in the lake
 bucket) or `{"bucket": "...", "key": "..."}`. A bad event raises `InvalidEventError` naming the field.
-Answer: the counts (lines = written + rejected) and, when lines were rejected, `quarantine_key`: the lake object
-`quarantine/churn-publish/<run>/rejected.jsonl` holding each rejected line with its line number and reason.
+Answer: the counts (lines = written + skipped_older + rejected), the latest `as_of` written and, when lines were
+rejected, `quarantine_key`: the lake object `quarantine/churn-publish/<run>/rejected.jsonl` holding each rejected
+line with its line number and reason. Metrics: the counts, and the age of the published `as_of`.
 """
 
+import datetime as dt
 import functools
 import re
 import tempfile
+import time
 from typing import Any
 
 import boto3
@@ -19,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shelfwise.churn_publish import ONLINE_RECORDS, Rejection, publish_lines
+from shelfwise.churn.publish import ONLINE_RECORDS, Rejection, publish_lines
 from shelfwise.config import settings
 
 SERVICE = "churn-publish"
@@ -93,13 +96,13 @@ def _clients() -> tuple[Any, Any]:
     )
 
 
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def publish(bucket: str, key: str) -> dict[str, Any]:
     """Stream `s3://bucket/key` into the online table; quarantine rejected lines in the lake."""
     s3, dynamodb = _clients()
     cfg = settings()
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        body = s3.get_object(Bucket=bucket, Key=key, **cfg.expected_owner())["Body"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             raise OnlineRecordsMissingError(
@@ -117,7 +120,7 @@ def publish(bucket: str, key: str) -> dict[str, Any]:
         kept = None
         if report.rejected:
             kept = quarantine_key(key)
-            s3.upload_file(rejected.name, cfg.lake_bucket, kept)
+            s3.upload_file(rejected.name, cfg.lake_bucket, kept, ExtraArgs=cfg.expected_owner() or None)
     for rejection in report.sample[:LOGGED_REJECTIONS]:
         logger.warning("rejected line", extra={"line": rejection.line, "reason": rejection.reason})
     if not report.reconciles:  # a bug in the publisher, never bad input: fail loudly
@@ -126,7 +129,7 @@ def publish(bucket: str, key: str) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_event(event)
@@ -135,5 +138,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="PublishedRecords", unit=MetricUnit.Count, value=result["written"])
     metrics.add_metric(name="ColdStartRecords", unit=MetricUnit.Count, value=result["cold_starts"])
     metrics.add_metric(name="RejectedRecords", unit=MetricUnit.Count, value=result["rejected"])
+    metrics.add_metric(name="SkippedOlderRecords", unit=MetricUnit.Count, value=result["skipped_older"])
+    if result["as_of"]:
+        metrics.add_metric(name="PublishedDataAgeSeconds", unit=MetricUnit.Seconds, value=age_seconds(result["as_of"]))
     logger.info("published churn records", extra=result)
     return result
+
+
+def age_seconds(as_of: str) -> float:
+    """Seconds since the start of the `as_of` day."""
+    start = dt.datetime.fromisoformat(as_of[:10]).replace(tzinfo=dt.UTC)
+    return max(0.0, time.time() - start.timestamp())

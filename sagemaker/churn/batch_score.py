@@ -1,32 +1,36 @@
-"""Processing step: score every customer of the latest serving cutoff with the churn model.
+"""Processing step: score every customer of one serving partition with the approved churn model it is given.
+
+The model is the newest approved package (the caller resolves it, `shelfwise.pipelines.registry`), verified here
+against the sha256 recorded at its registration; a model trained on another feature-set version than the serving
+features is refused with the two versions named. The features must be exactly one cutoff (the partition the
+day's feature job wrote): a prefix holding several is refused, so a run never scores a stale partition by accident.
 
 Writes `predictions.parquet` (customer_id, probability, model_version, as_of, and the three features that push each
-customer's risk up most with their SHAP contributions to the logit, from XGBoost's `pred_contribs`). Rows without
-a customer id go to `quarantine/` with a reason; missing feature values are scored as missing, as in training.
-
-Beside it, `online_records.jsonl` holds exactly what the online store needs, one JSON object per line: each scored
-customer's `features` (null for a missing value), `as_of`, `probability` and `model_version`, and, when the
-customers channel is given, a cold-start line (`features` null, no score) for every registered customer without
-serving features. The publish Lambda streams this file into DynamoDB without pyarrow.
+customer's risk up most with their SHAP contributions to the logit) and `online_records.jsonl`, what the online
+store holds, one JSON object per line: each scored customer's stored `features` (null for a missing value),
+`as_of`, `feature_set_version`, `probability` and `model_version`, and, when the customers channel is given, a
+cold-start line (`features` null, no score) for every registered customer without serving features. Rows without
+a customer id go to `quarantine/` with a reason.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xgboost as xgb
+from step_io import parquet_files, partition_value, read_partitioned, sha256_of, write_parquet
 
-ID = "customer_id"
-CUTOFF = "cutoff"
+from shelfwise.churn import scoring
+from shelfwise.churn.features import CUTOFF, FEATURE_NAMES, FEATURE_SET, VERSION_COLUMN
+
+ID = FEATURE_SET.entity.join_key
 DATE_PARTITION = "dt"
 ONLINE_RECORDS = "online_records.jsonl"
 BASE = Path("/opt/ml/processing")
@@ -45,7 +49,14 @@ PREDICTION_SCHEMA = pa.schema(
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model-dir", type=Path, default=BASE / "model", help="holds model.tar.gz or its files")
+    parser.add_argument("--model-dir", type=Path, default=BASE / "model", help="holds model.tar.gz")
+    parser.add_argument("--model-sha256", default="", help="the sha256 recorded when the package was registered")
+    parser.add_argument("--model-package", default="", help="the package's ARN, recorded with the predictions")
+    parser.add_argument(
+        "--serving-partition",
+        default="",
+        help="the S3 URI of the serving partition (its `cutoff=` names the date its files do not carry)",
+    )
     parser.add_argument("--features-dir", type=Path, default=BASE / "input" / "features")
     parser.add_argument(
         "--customers-dir",
@@ -59,32 +70,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_feature_dir(root: Path) -> pd.DataFrame:
-    """Every Parquet file under `root`; `cutoff` comes from the file or from its `cutoff=YYYY-MM-DD` folder."""
-    files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith((".", "_")))
-    if not files:
-        raise SystemExit(f"no Parquet files under {root}")
-    frames = []
-    for path in files:
-        frame = pq.read_table(path).to_pandas()
-        if CUTOFF not in frame.columns:
-            folder = next((p.name for p in path.parents if p.name.startswith(f"{CUTOFF}=")), None)
-            if folder is None:
-                raise SystemExit(f"{path} has no {CUTOFF!r} column and is not under a {CUTOFF}=... folder")
-            frame[CUTOFF] = folder.split("=", 1)[1]
-        frames.append(frame)
-    data = pd.concat(frames, ignore_index=True)
-    data[CUTOFF] = pd.to_datetime(data[CUTOFF], errors="coerce").dt.normalize()
-    return data
+def model_archive(model_dir: Path, expected_sha256: str) -> Path:
+    """The model archive, after checking its bytes are the registered ones."""
+    archives = sorted(model_dir.rglob("*.tar.gz"))
+    if len(archives) != 1:
+        raise SystemExit(f"expected one model archive in {model_dir}, found {[a.name for a in archives]}")
+    if not expected_sha256:
+        raise SystemExit("--model-sha256 is required: the sha256 recorded when the model package was registered")
+    actual = sha256_of(archives[0])
+    if actual != expected_sha256:
+        raise SystemExit(f"model archive sha256 {actual} differs from the registered {expected_sha256}; refusing it")
+    return archives[0]
 
 
 def read_customer_ids(root: Path) -> tuple[list[str], int]:
     """Registered customer ids of the newest `dt=` snapshot under `root` (all files if unpartitioned), sorted and
     unique, and the number of rows without an id."""
-    files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith((".", "_")))
+    files = parquet_files(root)
     if not files:
         raise SystemExit(f"no Parquet files under {root}")
-    snapshots = {path: _partition_value(path, DATE_PARTITION) for path in files}
+    snapshots = {path: partition_value(path, DATE_PARTITION) for path in files}
     newest = max((day for day in snapshots.values() if day is not None), default=None)
     ids = pa.concat_arrays(
         [
@@ -93,13 +98,7 @@ def read_customer_ids(root: Path) -> tuple[list[str], int]:
             if day == newest
         ]
     )
-    without_id = ids.null_count
-    return sorted({str(c) for c in ids.drop_null().to_pylist()}), without_id
-
-
-def _partition_value(path: Path, name: str) -> str | None:
-    folder = next((p.name for p in path.parents if p.name.startswith(f"{name}=")), None)
-    return None if folder is None else folder.split("=", 1)[1]
+    return sorted({str(c) for c in ids.drop_null().to_pylist()}), ids.null_count
 
 
 def online_lines(
@@ -114,6 +113,7 @@ def online_lines(
             ID: customer_id,
             "features": {name: None if np.isnan(v) else float(v) for name, v in zip(features, row, strict=True)},
             "as_of": as_of,
+            VERSION_COLUMN: FEATURE_SET.qualified_version,
             "probability": float(probability),
             "model_version": model_version,
         }
@@ -123,29 +123,12 @@ def online_lines(
 
 def cold_start_lines(customer_ids: list[str], as_of: str) -> list[str]:
     """A line per registered customer without serving features: no features, no score (the API answers them with
-    the model's base rate)."""
-    return [json.dumps({ID: c, "features": None, "as_of": as_of}) + "\n" for c in customer_ids]
+    the model's cold-start prior)."""
+    version = FEATURE_SET.qualified_version
+    return [json.dumps({ID: c, "features": None, "as_of": as_of, VERSION_COLUMN: version}) + "\n" for c in customer_ids]
 
 
-def load_booster(model_dir: Path, scratch: Path) -> tuple[xgb.Booster, list[str], dict[str, object]]:
-    archive = model_dir / "model.tar.gz"
-    if archive.exists():
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(scratch, filter="data")
-        model_dir = scratch
-    booster = xgb.Booster(model_file=str(model_dir / "model.json"))
-    features = json.loads((model_dir / "features.json").read_text(encoding="utf-8"))["features"]
-    metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
-    return booster, features, metadata
-
-
-def score(booster: xgb.Booster, features: list[str], rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and per-feature contributions (last column: the bias) for `rows`."""
-    matrix = xgb.DMatrix(rows[features].to_numpy(dtype=np.float32), feature_names=features)
-    return booster.predict(matrix).astype(np.float64), booster.predict(matrix, pred_contribs=True)
-
-
-def top_reasons(features: list[str], contributions: np.ndarray) -> tuple[list[list[str]], list[list[float]]]:
+def top_reasons(features: tuple[str, ...], contributions: np.ndarray) -> tuple[list[list[str]], list[list[float]]]:
     """Per row, up to REASONS features with the largest positive contributions, largest first."""
     order = np.argsort(-contributions[:, :-1], axis=1, kind="stable")[:, :REASONS]
     names, values = [], []
@@ -156,27 +139,46 @@ def top_reasons(features: list[str], contributions: np.ndarray) -> tuple[list[li
     return names, values
 
 
+def serving_rows(features_dir: Path, quarantine_dir: Path, partition_uri: str) -> tuple[pd.DataFrame, int]:
+    """The serving partition's rows (exactly one cutoff) and the number quarantined for a missing id or cutoff."""
+    named = re.search(rf"{CUTOFF}=(\d{{4}}-\d{{2}}-\d{{2}})", partition_uri)
+    data = read_partitioned(features_dir, CUTOFF, default=named.group(1) if named else None)
+    bad = data[ID].isna() | data[CUTOFF].isna()
+    if bad.any():
+        rejected = data[bad].assign(reason=np.where(data[bad][ID].isna(), f"missing {ID}", f"missing {CUTOFF}"))
+        write_parquet(rejected, quarantine_dir / "part-00000.parquet")
+    data = data[~bad]
+    cutoffs = sorted({str(c.date()) for c in data[CUTOFF]})
+    if len(cutoffs) != 1:
+        raise SystemExit(
+            f"the serving features hold {len(cutoffs)} cutoffs ({', '.join(cutoffs[:5])}); pass the exact partition "
+            "(features/churn/serving/cutoff=YYYY-MM-DD/) the day's feature job wrote"
+        )
+    versions = set(data[VERSION_COLUMN].astype(str)) if VERSION_COLUMN in data.columns else {"unknown"}
+    if versions != {FEATURE_SET.qualified_version}:
+        raise SystemExit(
+            f"serving features are of feature set {sorted(versions)}; this code serves {FEATURE_SET.qualified_version}"
+        )
+    return data.sort_values(ID, kind="stable").reset_index(drop=True), int(bad.sum())
+
+
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    data = read_feature_dir(args.features_dir)
+    archive = model_archive(args.model_dir, args.model_sha256)
+    try:
+        model = scoring.load_archive(archive)
+    except scoring.ArtifactError as exc:
+        raise SystemExit(f"cannot serve model {args.model_package or archive}: {exc}") from None
+    latest, quarantined = serving_rows(args.features_dir, args.quarantine_dir, args.serving_partition)
     customers, customers_without_id = (
         read_customer_ids(args.customers_dir) if args.customers_dir.exists() else (None, 0)
     )
-    bad = data[ID].isna() | data[CUTOFF].isna()
-    if bad.any():
-        args.quarantine_dir.mkdir(parents=True, exist_ok=True)
-        rejected = data[bad].assign(reason=np.where(data[bad][ID].isna(), f"missing {ID}", f"missing {CUTOFF}"))
-        pq.write_table(pa.Table.from_pandas(rejected, preserve_index=False), args.quarantine_dir / "part-00000.parquet")
-    data = data[~bad]
-    as_of = data[CUTOFF].max()
-    as_of_text = str(as_of.date())
-    latest = data[data[CUTOFF] == as_of].sort_values(ID, kind="stable").reset_index(drop=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        booster, features, metadata = load_booster(args.model_dir, Path(scratch))
-    missing = [name for name in features if name not in latest.columns]
+    as_of = str(latest[CUTOFF].iloc[0].date()) if len(latest) else ""
+    # The records keep every stored feature of the set, so any model of the same version can rescore them.
+    stored = list(FEATURE_NAMES)
+    missing = [name for name in stored if name not in latest.columns]
     if missing:
-        raise SystemExit(f"serving features lack the model's features {missing}")
-    model_version = str(metadata["model_version"])
+        raise SystemExit(f"serving features lack {', '.join(missing)}")
     args.predictions_dir.mkdir(parents=True, exist_ok=True)
     with (
         pq.ParquetWriter(args.predictions_dir / "predictions.parquet", PREDICTION_SCHEMA, compression="zstd") as writer,
@@ -184,25 +186,29 @@ def main(argv: list[str]) -> None:
     ):
         for start in range(0, len(latest), args.batch_rows):
             rows = latest.iloc[start : start + args.batch_rows]
-            probabilities, contributions = score(booster, features, rows)
-            reasons, values = top_reasons(features, contributions)
+            columns = {name: rows[name].to_numpy() for name in model.stored_features}
+            contributions = scoring.predict(model, columns, contributions=True)
+            probabilities = 1 / (1 + np.exp(-contributions.sum(axis=1, dtype=np.float64)))
+            reasons, values = top_reasons(model.feature_names, contributions)
             batch = {
                 ID: rows[ID].astype(str).tolist(),
                 "probability": probabilities,
-                "model_version": [model_version] * len(rows),
-                "as_of": [as_of_text] * len(rows),
+                "model_version": [model.model_version] * len(rows),
+                "as_of": [as_of] * len(rows),
                 "top_reasons": reasons,
                 "top_contributions": values,
             }
             writer.write_table(pa.table(batch, schema=PREDICTION_SCHEMA))
-            online.writelines(online_lines(rows, features, probabilities, model_version, as_of_text))
+            online.writelines(online_lines(rows, stored, probabilities, model.model_version, as_of))
         cold = sorted(set(customers) - set(latest[ID].astype(str))) if customers is not None else []
-        online.writelines(cold_start_lines(cold, as_of_text))
+        online.writelines(cold_start_lines(cold, as_of))
     summary = {
         "scored": len(latest),
-        "as_of": as_of_text,
-        "quarantined": int(bad.sum()),
-        "older_rows": len(data) - len(latest),
+        "as_of": as_of,
+        "model_version": model.model_version,
+        "model_package": args.model_package,
+        "feature_set_version": model.feature_set_version,
+        "quarantined": quarantined,
         "cold_starts": len(cold) if customers is not None else None,
         "customers_without_id": customers_without_id,
         "online_records": len(latest) + len(cold),

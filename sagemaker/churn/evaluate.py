@@ -1,9 +1,15 @@
-"""Processing step: evaluate the churn model and two baselines on the held-out test cutoff.
+"""Processing step: evaluate the churn model and the classic baselines on the held-out test cutoff.
 
-Baselines, on the same rows: the recency rule (score = days since the last purchase; its Brier score uses a
-one-feature logistic fit of log recency on the train split, which ranks exactly like the rule) and logistic
-regression on recency, frequency and monetary value fitted on the train split. Writes `evaluation.json`, which the
-pipeline's condition reads (`churn.auc`, `margin_over_best_baseline`).
+Baselines, on the same rows:
+- the recency rule: score = days since the last purchase (its Brier score uses a one-feature logistic fit of log
+  recency on the train split, which ranks exactly like the rule);
+- logistic regression on recency, frequency and monetary value, fitted on the train split;
+- BG/NBD (Fader, Hardie and Lee 2005): fitted on the test cutoff's customers (their purchase counts and ages, no
+  label), scored as the probability of no purchase within the label horizon.
+Also the cold-start prior of the model against the registered customers without history at the test cutoff.
+
+Writes `evaluation.json`, which the pipeline's gate reads (`churn.auc`, `margin_over_best_baseline`) and the
+RegisterModel step records (`artifact.sha256`, `model_version`, `feature_set_version`).
 """
 
 from __future__ import annotations
@@ -11,51 +17,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from step_io import read_channel, sha256_of, write_json
 
-LABEL = "churned"
-CUTOFF = "cutoff"
+from shelfwise.churn import bgnbd, scoring
+from shelfwise.churn.features import CUTOFF, FEATURE_SET, LABEL
+
 RFM = ["recency_days", "frequency", "monetary"]
 BASE = Path("/opt/ml/processing")
+COLD_START_FILE = "cold_start.json"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model-dir", type=Path, default=BASE / "model", help="holds model.tar.gz or its files")
+    parser.add_argument("--model-dir", type=Path, default=BASE / "model", help="holds model.tar.gz")
     parser.add_argument("--train-dir", type=Path, default=BASE / "train")
     parser.add_argument("--test-dir", type=Path, default=BASE / "test")
     parser.add_argument("--evaluation-dir", type=Path, default=BASE / "evaluation")
     return parser.parse_args(argv)
-
-
-def read_split(directory: Path) -> pd.DataFrame:
-    files = sorted(directory.rglob("*.parquet"))
-    if not files:
-        raise SystemExit(f"no Parquet files in {directory}")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-
-
-def load_booster(model_dir: Path, scratch: Path) -> tuple[xgb.Booster, list[str], dict[str, object]]:
-    """The booster, its feature order and its metadata, from `model.tar.gz` or from the unpacked files."""
-    archive = model_dir / "model.tar.gz"
-    if archive.exists():
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(scratch, filter="data")
-        model_dir = scratch
-    booster = xgb.Booster(model_file=str(model_dir / "model.json"))
-    features = json.loads((model_dir / "features.json").read_text(encoding="utf-8"))["features"]
-    metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
-    return booster, features, metadata
 
 
 def top_decile_lift(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -75,48 +62,76 @@ def metrics(labels: np.ndarray, scores: np.ndarray, probabilities: np.ndarray) -
 
 
 def signed_log(values: np.ndarray) -> np.ndarray:
-    return np.sign(values) * np.log1p(np.abs(values))
+    return np.asarray(np.sign(values) * np.log1p(np.abs(values)))
 
 
-def fit_logistic(train: pd.DataFrame, columns: list[str]) -> object:
+def fit_logistic(train: pd.DataFrame, columns: list[str]) -> Any:
     model = make_pipeline(FunctionTransformer(signed_log), StandardScaler(), LogisticRegression(max_iter=1000))
     model.fit(train[columns].to_numpy(dtype=np.float64), train[LABEL].to_numpy())
     return model
 
 
-def evaluate(model_dir: Path, train: pd.DataFrame, test: pd.DataFrame, scratch: Path) -> dict[str, object]:
-    booster, features, metadata = load_booster(model_dir, scratch)
+def bgnbd_baseline(test: pd.DataFrame) -> tuple[np.ndarray, dict[str, float]]:
+    """P(no purchase within the horizon) of each test customer under BG/NBD fitted on the test cutoff's customers."""
+    x, t_x, age = scoring.bgnbd_inputs({name: test[name].to_numpy() for name in scoring.BGNBD_INPUTS})
+    keep = age > 0
+    params = bgnbd.fit(x[keep], t_x[keep], age[keep])
+    probability = bgnbd.probability_no_purchase(params, x, t_x, age, FEATURE_SET.label_horizon_days)
+    return probability, {k: float(v) for k, v in vars(params).items()}
+
+
+def cold_start_check(test_dir: Path, prior: float) -> dict[str, Any]:
+    """The model's cold-start prior against the customers without history at the test cutoff."""
+    path = test_dir / COLD_START_FILE
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"customers": 0, "churned": 0}
+    observed = summary["churned"] / summary["customers"] if summary["customers"] else None
+    return {**summary, "prior": prior, "observed_rate": observed}
+
+
+def evaluate(archive: Path, train: pd.DataFrame, test: pd.DataFrame, test_dir: Path) -> dict[str, Any]:
+    model = scoring.load_archive(archive)
     labels = test[LABEL].to_numpy(dtype=np.int64)
     if len(np.unique(labels)) < 2:
         raise SystemExit("the test cutoff has a single class; AUC is undefined")
-    churn = booster.inplace_predict(test[features].to_numpy(dtype=np.float32))
+    churn = scoring.predict(model, {name: test[name].to_numpy() for name in model.stored_features})
     recency = test["recency_days"].to_numpy(dtype=np.float64)
-    recency_model = fit_logistic(train, ["recency_days"])
-    rfm_model = fit_logistic(train, RFM)
-    rfm = rfm_model.predict_proba(test[RFM].to_numpy(dtype=np.float64))[:, 1]  # type: ignore[attr-defined]
-    recency_p = recency_model.predict_proba(recency.reshape(-1, 1))[:, 1]  # type: ignore[attr-defined]
-    baselines = {"recency": metrics(labels, recency, recency_p), "logistic_rfm": metrics(labels, rfm, rfm)}
+    recency_p = fit_logistic(train, ["recency_days"]).predict_proba(recency.reshape(-1, 1))[:, 1]
+    rfm = fit_logistic(train, RFM).predict_proba(test[RFM].to_numpy(dtype=np.float64))[:, 1]
+    no_purchase, bgnbd_params = bgnbd_baseline(test)
+    baselines = {
+        "recency": metrics(labels, recency, recency_p),
+        "logistic_rfm": metrics(labels, rfm, rfm),
+        "bgnbd": metrics(labels, no_purchase, no_purchase),
+    }
     model_metrics = metrics(labels, churn, churn)
-    best = max(b["auc"] for b in baselines.values())
+    best = max(baselines, key=lambda name: baselines[name]["auc"])
     return {
         "churn": model_metrics,
         "baselines": baselines,
-        "best_baseline_auc": best,
-        "margin_over_best_baseline": model_metrics["auc"] - best,
+        "best_baseline": best,
+        "best_baseline_auc": baselines[best]["auc"],
+        "margin_over_best_baseline": model_metrics["auc"] - baselines[best]["auc"],
+        "bgnbd_params_at_test_cutoff": bgnbd_params,
+        "cold_start": cold_start_check(test_dir, model.cold_start_rate),
         "n": len(test),
         "positives": int(labels.sum()),
         "base_rate": float(labels.mean()),
         "cutoff": str(pd.Timestamp(test[CUTOFF].max()).date()),
-        "model_version": metadata["model_version"],
+        "train_cutoffs": sorted({str(pd.Timestamp(c).date()) for c in train[CUTOFF]}),
+        "label_horizon_days": FEATURE_SET.label_horizon_days,
+        "model_version": model.model_version,
+        "feature_set_version": model.feature_set_version,
+        "artifact": {"sha256": sha256_of(archive)},
     }
 
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory() as scratch:
-        report = evaluate(args.model_dir, read_split(args.train_dir), read_split(args.test_dir), Path(scratch))
-    args.evaluation_dir.mkdir(parents=True, exist_ok=True)
-    (args.evaluation_dir / "evaluation.json").write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+    archive = args.model_dir / "model.tar.gz"
+    if not archive.is_file():
+        raise SystemExit(f"no model.tar.gz in {args.model_dir}")
+    report = evaluate(archive, read_channel(args.train_dir), read_channel(args.test_dir), args.test_dir)
+    write_json(report, args.evaluation_dir / "evaluation.json")
     print(json.dumps(report))
 
 

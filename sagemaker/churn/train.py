@@ -1,20 +1,25 @@
-"""Training step: XGBoost churn classifier with early stopping, class weighting and calibrated probabilities.
+"""Training step: XGBoost churn classifier on the stored features and BG/NBD ones, tuned and calibrated on validation.
 
 Container contract: channels `train` and `validation` (`SM_CHANNEL_*`), the model to `SM_MODEL_DIR`,
 hyperparameters from `<SM_INPUT_CONFIG_DIR>/hyperparameters.json` and `--name value` arguments (arguments win).
 
-Imbalance: positives get weight `scale_pos_weight` (default `auto` = negatives / positives on the train split) so
-that splits pay equal attention to both classes. Weighting multiplies the model's odds by that weight, so the
-served probabilities would be too high; the script removes the distortion by shifting the model's base margin
-(calibration in the large: the intercept that makes the mean predicted probability on the validation cutoff equal
-its churn rate). The shift lives in `model.json`'s base score, so anything that loads the booster serves calibrated
-probabilities. The expected calibration error before and after is recorded in `metadata.json`.
+BG/NBD features (`shelfwise.churn.bgnbd`): at each training cutoff the BG/NBD model is fitted on that cutoff's
+customers (their purchase counts and ages: no label, nothing after the cutoff) and its probabilities become two
+features. The parameters fitted at the validation cutoff go into the artifact, so evaluation, batch scoring and the
+API derive the features with parameters fitted before the test cutoff.
+
+Tuning: a small grid of tree shapes, each early-stopped on the validation cutoff (whose labels end before the test
+cutoff, see prepare.py); the shape with the best validation log loss wins. Imbalance: positives get weight
+`scale_pos_weight` (`auto` = negatives / positives); the distortion this puts in the probabilities is removed by
+shifting the model's base margin until the mean probability on validation equals its churn rate (the shift lives in
+`model.json`'s base score, so anything that loads the booster serves calibrated probabilities).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -26,85 +31,42 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from step_io import hyperparameters_file, read_channel
 
-ID = "customer_id"
-CUTOFF = "cutoff"
-LABEL = "churned"
-NOT_FEATURES = {ID, CUTOFF, LABEL, "dt"}
+from shelfwise.churn import bgnbd
+from shelfwise.churn.features import CUTOFF, DERIVED_NAMES, FEATURE_NAMES, FEATURE_SET, LABEL
+from shelfwise.churn.scoring import bgnbd_inputs, derived_features
+
+COLD_START_FILE = "cold_start.json"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
+    channel = os.environ.get
+    parser.add_argument("--train", type=Path, default=Path(channel("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train")))
     parser.add_argument(
-        "--train", type=Path, default=Path(os.environ.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
+        "--validation", type=Path, default=Path(channel("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"))
     )
-    parser.add_argument(
-        "--validation",
-        type=Path,
-        default=Path(os.environ.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation")),
-    )
-    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model")))
-    parser.add_argument("--features", default="", help="comma-separated feature names; default: every other column")
-    parser.add_argument("--max_depth", type=int, default=4)
+    parser.add_argument("--model-dir", type=Path, default=Path(channel("SM_MODEL_DIR", "/opt/ml/model")))
+    parser.add_argument("--max_depth", default="3,5", help="comma-separated candidates")
+    parser.add_argument("--min_child_weight", default="5,50", help="comma-separated candidates")
     parser.add_argument("--eta", type=float, default=0.05)
-    parser.add_argument("--num_round", type=int, default=600)
+    parser.add_argument("--num_round", type=int, default=800)
     parser.add_argument("--early_stopping_rounds", type=int, default=40)
-    parser.add_argument("--min_child_weight", type=float, default=5.0)
     parser.add_argument("--subsample", type=float, default=0.8)
     parser.add_argument("--colsample_bytree", type=float, default=0.8)
     parser.add_argument("--reg_lambda", type=float, default=1.0)
     parser.add_argument("--scale_pos_weight", default="auto", help="'auto' (negatives/positives) or a number")
+    parser.add_argument("--bgnbd", default="true", help="'true' to add the BG/NBD features")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--nthread", type=int, default=0, help="0 = all cores")
-    parser.add_argument("--label_horizon_days", type=int, default=90)
     parser.add_argument("--risk_low", type=float, default=0.3)
     parser.add_argument("--risk_high", type=float, default=0.6)
     parser.add_argument("--calibration_bins", type=int, default=10)
     parser.add_argument("--model_version", default="", help="default: derived from the data and hyperparameters")
-    parser.add_argument("--trained_at", default="", help="default: the validation cutoff")
     parser.set_defaults(**hyperparameters_file(parser))
     args, _unknown = parser.parse_known_args(argv)  # sagemaker_* entries are for the container, not for us
     return args
-
-
-def hyperparameters_file(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """Known hyperparameters from hyperparameters.json (values are strings, JSON-quoted by some SDKs)."""
-    config_dir = Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"))
-    path = config_dir / "hyperparameters.json"
-    if not path.exists():
-        return {}
-    known = {action.dest for action in parser._actions}
-    values: dict[str, str] = {}
-    for key, raw in json.loads(path.read_text(encoding="utf-8")).items():
-        if key.replace("-", "_") not in known:
-            continue
-        try:
-            decoded = json.loads(raw) if isinstance(raw, str) else raw
-        except json.JSONDecodeError:
-            decoded = raw
-        values[key.replace("-", "_")] = str(decoded)
-    return values
-
-
-def read_split(directory: Path) -> pd.DataFrame:
-    files = sorted(directory.rglob("*.parquet"))
-    if not files:
-        raise SystemExit(f"no Parquet files in channel {directory}")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-
-
-def feature_names(args: argparse.Namespace, train: pd.DataFrame) -> list[str]:
-    if args.features:
-        names = [n.strip() for n in args.features.split(",") if n.strip()]
-        missing = [n for n in names if n not in train.columns]
-        if missing:
-            raise SystemExit(f"train channel lacks features {missing}")
-        return names
-    return [c for c in train.columns if c not in NOT_FEATURES]
-
-
-def matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    return frame[features].to_numpy(dtype=np.float32)
 
 
 def positive_weight(setting: str, labels: np.ndarray) -> float:
@@ -163,8 +125,28 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, bins: 
     }
 
 
-def feature_ranges(frame: pd.DataFrame, features: list[str]) -> dict[str, list[float]]:
-    return {name: [float(frame[name].min()), float(frame[name].max())] for name in features}
+def fit_bgnbd(rows: pd.DataFrame) -> bgnbd.BgNbdParams:
+    """BG/NBD fitted on one cutoff's customers (no labels)."""
+    x, t_x, age = bgnbd_inputs(
+        {name: rows[name].to_numpy() for name in ("frequency", "recency_days", "first_purchase_days")}
+    )
+    keep = age > 0  # a first purchase on the cutoff's eve says nothing about rates yet
+    return bgnbd.fit(x[keep], t_x[keep], age[keep])
+
+
+def with_derived(frame: pd.DataFrame, params_by_cutoff: dict[pd.Timestamp, bgnbd.BgNbdParams]) -> pd.DataFrame:
+    """`frame` with the BG/NBD features, each row's computed with the parameters fitted at its own cutoff."""
+    parts = []
+    for cutoff, rows in frame.groupby(CUTOFF, sort=True):
+        columns = {name: rows[name].to_numpy() for name in rows.columns}
+        parts.append(rows.assign(**derived_features(params_by_cutoff[pd.Timestamp(str(cutoff))], columns)))
+    return pd.concat(parts).loc[frame.index]
+
+
+def candidates(args: argparse.Namespace) -> list[dict[str, Any]]:
+    depths = [int(v) for v in str(args.max_depth).split(",")]
+    weights = [float(v) for v in str(args.min_child_weight).split(",")]
+    return [{"max_depth": d, "min_child_weight": w} for d, w in itertools.product(depths, weights)]
 
 
 def version_for(train: pd.DataFrame, validation: pd.DataFrame, params: dict[str, Any], cutoff: str) -> str:
@@ -176,23 +158,50 @@ def version_for(train: pd.DataFrame, validation: pd.DataFrame, params: dict[str,
     return f"{cutoff.replace('-', '')}-{digest.hexdigest()[:10]}"
 
 
+def cold_start_prior(validation_dir: Path, base_rate: float) -> dict[str, Any]:
+    """The churn rate of registered customers without history at the validation cutoff (the base rate of buyers
+    when there were none, as for a data set whose customers register with their first purchase)."""
+    path = validation_dir / COLD_START_FILE
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"customers": 0, "churned": 0}
+    if summary["customers"] == 0:
+        return {**summary, "rate": base_rate, "source": "base rate of buyers: no customer without history"}
+    return {**summary, "rate": summary["churned"] / summary["customers"], "source": "customers without history"}
+
+
 def train_model(args: argparse.Namespace) -> dict[str, Any]:
-    """Train, calibrate and write the artifact; returns metadata.json's content."""
-    train, validation = read_split(args.train), read_split(args.validation)
-    features = feature_names(args, train)
+    """Fit BG/NBD, tune, train, calibrate and write the artifact; returns metadata.json's content."""
+    train, validation = read_channel(args.train), read_channel(args.validation)
+    for frame in (train, validation):
+        frame[CUTOFF] = pd.to_datetime(frame[CUTOFF]).dt.normalize()
+    versions = set(train.get("feature_set_version", pd.Series([FEATURE_SET.qualified_version])).astype(str))
+    if versions != {FEATURE_SET.qualified_version}:
+        raise SystemExit(
+            f"training rows carry feature sets {sorted(versions)}; this code trains on {FEATURE_SET.qualified_version}"
+        )
+    features = list(FEATURE_NAMES)
+    params_by_cutoff: dict[pd.Timestamp, bgnbd.BgNbdParams] = {}
+    if args.bgnbd == "true":
+        for cutoff, rows in pd.concat([train, validation]).groupby(CUTOFF):
+            params_by_cutoff[pd.Timestamp(str(cutoff))] = fit_bgnbd(rows)
+        train, validation = with_derived(train, params_by_cutoff), with_derived(validation, params_by_cutoff)
+        features += list(DERIVED_NAMES)
     y_train, y_val = train[LABEL].to_numpy(dtype=np.float32), validation[LABEL].to_numpy(dtype=np.float32)
     if len(np.unique(y_val)) < 2:
         raise SystemExit("the validation split has a single class; cannot early-stop or calibrate")
     weight = positive_weight(args.scale_pos_weight, y_train)
-    params: dict[str, Any] = {
+    dtrain = xgb.DMatrix(train[features].to_numpy(np.float32), label=y_train, feature_names=features)
+    # Weighted as in training: early stopping on log loss compares like with like.
+    dval = xgb.DMatrix(
+        validation[features].to_numpy(np.float32),
+        label=y_val,
+        weight=np.where(y_val == 1, weight, 1.0),
+        feature_names=features,
+    )
+    base_params: dict[str, Any] = {
         "objective": "binary:logistic",
         "tree_method": "hist",
-        # early stopping on log loss (the last metric), weighted on validation as in training: stopping on AUC
-        # alone halts while the margins are still too flat, which no intercept shift can calibrate
-        "eval_metric": ["auc", "logloss"],
-        "max_depth": args.max_depth,
+        "eval_metric": ["auc", "logloss"],  # the last one stops early
         "eta": args.eta,
-        "min_child_weight": args.min_child_weight,
         "subsample": args.subsample,
         "colsample_bytree": args.colsample_bytree,
         "lambda": args.reg_lambda,
@@ -200,43 +209,55 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "nthread": args.nthread,
     }
-    dtrain = xgb.DMatrix(matrix(train, features), label=y_train, feature_names=features)
-    dval = xgb.DMatrix(
-        matrix(validation, features), label=y_val, weight=np.where(y_val == 1, weight, 1.0), feature_names=features
-    )
-    booster = xgb.train(
-        params,
-        dtrain,
-        num_boost_round=args.num_round,
-        evals=[(dval, "validation")],
-        early_stopping_rounds=args.early_stopping_rounds,
-        verbose_eval=False,
-    )
-    best_iteration = int(booster.best_iteration)
-    booster = booster[: best_iteration + 1]
+    trials = []
+    for shape in candidates(args):
+        booster = xgb.train(
+            {**base_params, **shape},
+            dtrain,
+            num_boost_round=args.num_round,
+            evals=[(dval, "validation")],
+            early_stopping_rounds=args.early_stopping_rounds,
+            verbose_eval=False,
+        )
+        trials.append(
+            {
+                **shape,
+                "best_iteration": int(booster.best_iteration),
+                "logloss": float(booster.best_score),
+                "booster": booster,
+            }
+        )
+    best = min(trials, key=lambda t: t["logloss"])
+    booster = best["booster"][: best["best_iteration"] + 1]
     raw_margin = booster.predict(dval, output_margin=True)
     shift = intercept_shift(raw_margin, float(y_val.mean()))
     calibrated = with_base_margin_shift(booster, shift)
     before = expected_calibration_error(y_val, 1 / (1 + np.exp(-raw_margin)), args.calibration_bins)
     metrics = classification_metrics(y_val, calibrated.predict(dval), args.calibration_bins)
-    cutoff = str(pd.Timestamp(validation[CUTOFF].max()).date())
-    version_params = {k: v for k, v in vars(args).items() if k not in {"train", "validation", "model_dir"}}
+    cutoff = validation[CUTOFF].max()
+    cutoff_text = str(cutoff.date())
+    version_params = {k: str(v) for k, v in vars(args).items() if k not in {"train", "validation", "model_dir"}}
+    base_rate = float(y_val.mean())
     metadata = {
-        "model_version": args.model_version or version_for(train, validation, version_params, cutoff),
-        "trained_at": args.trained_at or cutoff,
-        "cutoff": cutoff,
-        "label_horizon_days": args.label_horizon_days,
-        "base_rate": float(y_val.mean()),
-        "feature_ranges": feature_ranges(pd.concat([train, validation]), features),
+        "model_version": args.model_version or version_for(train, validation, version_params, cutoff_text),
+        "feature_set_version": FEATURE_SET.qualified_version,
+        "trained_at": cutoff_text,
+        "cutoff": cutoff_text,
+        "label_horizon_days": FEATURE_SET.label_horizon_days,
+        "base_rate": base_rate,
+        "cold_start_rate": cold_start_prior(args.validation, base_rate)["rate"],
+        "cold_start": cold_start_prior(args.validation, base_rate),
+        "bgnbd": None if not params_by_cutoff else vars(params_by_cutoff[cutoff]) | {"fitted_at": cutoff_text},
         "metrics": {
             "validation": metrics,
             "ece_before_calibration": before,
             "calibration_shift": shift,
             "scale_pos_weight": weight,
-            "best_iteration": best_iteration,
+            "tuning": [{k: v for k, v in t.items() if k != "booster"} for t in trials],
+            "chosen": {k: best[k] for k in ("max_depth", "min_child_weight", "best_iteration")},
             "n_train": len(train),
             "n_validation": len(validation),
-            "train_cutoffs": sorted({str(pd.Timestamp(c).date()) for c in train[CUTOFF]}),
+            "train_cutoffs": sorted({str(c.date()) for c in train[CUTOFF]}),
         },
         "risk_bands": {"low": args.risk_low, "high": args.risk_high},
     }

@@ -1,10 +1,12 @@
 """`shelfwise bench glue customer_features`: throughput of the two Glue jobs' cores on local Spark, by world scale.
 
-For each scale it reads a generated world's order lines (Parquet), curates them and writes the curated lines by
-day, then computes the churn training set (every 28 days) and the serving features and writes them: the work of
+For each scale it lays a generated world's order lines out as the raw zone does (`dt=` partitions), holding back
+the last day; curates every partition as a first run does and writes the curated lines by day; then lands the held
+back day and curates again, as the daily run does (only the new partition: `shelfwise.curation.incremental`);
+then computes the churn training set (every 28 days) and the serving features and writes them: the work of
 `curate_orders` + `customer_features` without the lake copies. The baseline, measured in the same session, is a
-plain Parquet copy of the same order lines (the I/O floor). The target: four times the rows cost at most five
-times the time.
+plain Parquet copy of the same order lines (the I/O floor). Targets: four times the rows cost at most five times
+the time, and a daily incremental curation costs a small fraction of a full one.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class GlueBench:
     curate_seconds: float
     features_seconds: float
     copy_seconds: float
+    daily_seconds: float  # curate_orders on the day after, incrementally
+    daily_lines: int
+    partitions: int
 
     @property
     def seconds(self) -> float:
@@ -74,7 +79,7 @@ def command(
     columns = (TextColumn("{task.description:<40}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
         for name, world in worlds.items():
-            task = progress.add_task(f"{name}: copy floor", total=3)
+            task = progress.add_task(f"{name}: copy floor", total=4)
 
             def step(done: str, name: str = name, task: TaskID = task) -> None:
                 progress.update(task, description=f"{name}: {done}", advance=1)
@@ -88,35 +93,45 @@ def command(
 def bench_world(
     spark: SparkSession, scale: str, world: Path, scratch: Path, report: Callable[[str], None] = print
 ) -> GlueBench:
-    """Time the copy floor, curation and features on one world folder; outputs go to `scratch`."""
+    """Time the copy floor, a full and a daily curation, and features on one world folder; outputs go to `scratch`."""
     from pyspark.sql import functions as sf
 
-    from shelfwise.churn_features import LABEL_HORIZON_DAYS
-    from shelfwise.customer_features import (
+    from shelfwise.churn.customer_features import (
         customer_features,
         cutoff_range,
         labelled_cutoffs,
         order_day_range,
         with_labels,
     )
-    from shelfwise.orders_curation import curate_orders
+    from shelfwise.churn.features import LABEL_HORIZON_DAYS
 
     shutil.rmtree(scratch, ignore_errors=True)
-    raw_path = str(world / "order_lines")
-    order_lines = spark.read.parquet(raw_path).count()
+    source = str(world / "order_lines")
+    order_lines = spark.read.parquet(source).count()
 
     started = time.perf_counter()
-    spark.read.parquet(raw_path).write.parquet(str(scratch / "copy"))
+    spark.read.parquet(source).write.parquet(str(scratch / "copy"))
     copy_seconds = time.perf_counter() - started
-    report("copy floor done, curate_orders")
+    report("copy floor done, full curate_orders")
 
+    raw = str(scratch / "raw")
+    last_day = spark.read.parquet(source).agg(sf.max(sf.to_date("ts"))).collect()[0][0]
+    by_day = spark.read.parquet(source).withColumn("dt", sf.to_date("ts"))
+    by_day.where(sf.col("dt") < sf.lit(last_day)).write.partitionBy("dt").parquet(raw)
+    curated_path, state = str(scratch / "curated"), str(scratch / "state")
     started = time.perf_counter()
-    curation = curate_orders(spark.read.parquet(raw_path), dt.date(2100, 1, 1))
-    curated_path = str(scratch / "curated")
-    curation.curated.repartition("dt").write.partitionBy("dt").parquet(curated_path)
-    curation.quarantine.write.parquet(str(scratch / "quarantine"))
+    partitions = _curate(spark, raw, curated_path, state, scratch / "quarantine")
     curate_seconds = time.perf_counter() - started
-    report("curate_orders done, customer_features")
+    report("full curate_orders done, daily curate_orders")
+
+    by_day.where(sf.col("dt") == sf.lit(last_day)).write.mode("append").partitionBy("dt").parquet(raw)
+    daily_lines = spark.read.parquet(f"{raw}/dt={last_day.isoformat()}").count()
+    started = time.perf_counter()
+    daily_partitions = _curate(spark, raw, curated_path, state, scratch / "quarantine")
+    daily_seconds = time.perf_counter() - started
+    if daily_partitions != 1:
+        raise RuntimeError(f"the daily run curated {daily_partitions} partitions, expected the new day only")
+    report("daily curate_orders done, customer_features")
 
     started = time.perf_counter()
     orders = spark.read.parquet(curated_path)
@@ -136,7 +151,39 @@ def bench_world(
     features_seconds = time.perf_counter() - started
     report("done")
     shutil.rmtree(scratch, ignore_errors=True)
-    return GlueBench(scale, order_lines, len(cutoffs), training_rows, curate_seconds, features_seconds, copy_seconds)
+    return GlueBench(
+        scale,
+        order_lines,
+        len(cutoffs),
+        training_rows,
+        curate_seconds,
+        features_seconds,
+        copy_seconds,
+        daily_seconds,
+        daily_lines,
+        partitions,
+    )
+
+
+def _curate(spark: SparkSession, raw: str, curated: str, state: str, quarantine: Path) -> int:
+    """What `glue_jobs/curate_orders.py` does: curate the partitions new or changed since the state; returns
+    how many it curated."""
+    from shelfwise.curation.incremental import (
+        changed_partitions,
+        partition_fingerprints,
+        read_partitions,
+        read_state,
+        write_state,
+    )
+    from shelfwise.curation.orders import curate_orders
+
+    plan = changed_partitions(partition_fingerprints(spark, raw, "dt"), read_state(spark, state))
+    if plan.changed:
+        curation = curate_orders(read_partitions(spark, raw, "dt", plan.changed).drop("dt"), dt.date(2100, 1, 1))
+        curation.curated.repartition("dt").write.mode("overwrite").partitionBy("dt").parquet(curated)
+        curation.quarantine.write.mode("overwrite").parquet(str(quarantine))
+    write_state(spark, state, plan, "2100-01-01")
+    return len(plan.changed)
 
 
 def _world(scale: str, seed: int, folder: Path) -> Path:
@@ -154,8 +201,8 @@ def _world(scale: str, seed: int, folder: Path) -> Path:
 
 def _table(results: list[GlueBench]) -> Table:
     table = Table(title="Glue cores on local Spark (local[2])")
-    for column in ("scale", "lines", "cutoffs", "train rows", "floor s", "curate s", "feat. s", "total s",
-                   "rows/s", "/floor"):  # fmt: skip
+    for column in ("scale", "lines", "cutoffs", "train rows", "floor s", "curate s", "+1 day s", "day/full",
+                   "feat. s", "total s", "rows/s", "/floor"):  # fmt: skip
         table.add_column(column, justify="left" if column == "scale" else "right")
     for r in results:
         table.add_row(
@@ -165,6 +212,8 @@ def _table(results: list[GlueBench]) -> Table:
             f"{r.training_rows:,}",
             f"{r.copy_seconds:.1f}",
             f"{r.curate_seconds:.1f}",
+            f"{r.daily_seconds:.1f}",
+            f"{r.daily_seconds / r.curate_seconds:.2f}",
             f"{r.features_seconds:.1f}",
             f"{r.seconds:.1f}",
             f"{r.rows_per_second:,.0f}",
@@ -175,7 +224,10 @@ def _table(results: list[GlueBench]) -> Table:
 
 def _summary(results: list[GlueBench]) -> str:
     figures = "; ".join(
-        f"{r.scale} {r.order_lines:,} lines in {r.seconds:.1f} s ({r.rows_per_second:,.0f} rows/s)" for r in results
+        f"{r.scale} {r.order_lines:,} lines in {r.seconds:.1f} s ({r.rows_per_second:,.0f} rows/s), the next day "
+        f"({r.daily_lines:,} lines, 1 of {r.partitions + 1} partitions) curated in {r.daily_seconds:.1f} s = "
+        f"{r.daily_seconds / r.curate_seconds:.0%} of the full curation"
+        for r in results
     )
     if len(results) < 2:
         return f"glue customer_features: {figures}"

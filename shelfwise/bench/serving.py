@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from shelfwise.churn_features import FEATURE_NAMES, FEATURES
+from shelfwise.churn.features import DERIVED_NAMES, FEATURE_NAMES, FEATURE_SET, FEATURES
 from shelfwise.config import Settings
 
 if TYPE_CHECKING:
@@ -36,6 +36,10 @@ app = typer.Typer(no_args_is_help=True)
 #: The SageMaker XGBoost container that would serve the artifact; the registry requires an image.
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 RISK_BANDS = {"low": 0.3, "high": 0.6}
+#: BG/NBD parameters of the benchmark model (days), of the order the pipeline fits on the synthetic worlds.
+BGNBD = {"r": 0.8, "alpha": 40.0, "a": 0.5, "b": 3.0}
+#: The model's inputs: the stored features and the BG/NBD ones it derives.
+MODEL_FEATURES = (*FEATURE_NAMES, *DERIVED_NAMES)
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,12 @@ class ServingWorld:
     """A registered churn model and the customers the online store knows."""
 
     model_version: str
-    artifact_uri: str
+    package_arn: str
     booster: xgb.Booster
     rows: dict[str, dict[str, float]]
     cold_customers: list[str]
     base_rate: float
+    cold_start_rate: float
 
 
 def synthetic_feature_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +73,7 @@ def synthetic_feature_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     columns = {
         "recency_days": recency,
         "tenure_days": tenure,
+        "first_purchase_days": tenure,
         "frequency": frequency,
         "monetary": frequency * aov * (1 - returns),
         "avg_order_value": aov,
@@ -92,26 +98,47 @@ def synthetic_feature_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rows.astype(np.float32), labels
 
 
+def model_inputs(rows: np.ndarray) -> np.ndarray:
+    """Stored feature rows with the benchmark model's BG/NBD features appended."""
+    import numpy as np
+
+    from shelfwise.churn import bgnbd
+    from shelfwise.churn.scoring import derived_features
+
+    columns = {name: rows[:, i].astype(np.float64) for i, name in enumerate(FEATURE_NAMES)}
+    derived = derived_features(bgnbd.BgNbdParams(**BGNBD), columns)
+    return np.column_stack([rows, *(derived[name] for name in DERIVED_NAMES)]).astype(np.float32)
+
+
 def train_churn_booster(rows: np.ndarray, labels: np.ndarray, trees: int, depth: int, seed: int) -> xgb.Booster:
     import xgboost as xgb
 
     params = {"objective": "binary:logistic", "max_depth": depth, "eta": 0.1, "nthread": 2, "seed": seed}
-    return xgb.train(params, xgb.DMatrix(rows, labels, feature_names=list(FEATURE_NAMES)), num_boost_round=trees)
+    matrix = xgb.DMatrix(model_inputs(rows), labels, feature_names=list(MODEL_FEATURES))
+    return xgb.train(params, matrix, num_boost_round=trees)
 
 
-def write_churn_artifact(booster: xgb.Booster, archive: Path, model_version: str, base_rate: float) -> Path:
+def write_churn_artifact(
+    booster: xgb.Booster,
+    archive: Path,
+    model_version: str,
+    base_rate: float,
+    feature_set_version: str = FEATURE_SET.qualified_version,
+) -> Path:
     """`model.tar.gz` following the churn artifact contract (docs/contracts.md)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         booster.save_model(str(folder / "model.json"))
-        (folder / "features.json").write_text(json.dumps({"features": list(FEATURE_NAMES)}))
+        (folder / "features.json").write_text(json.dumps({"features": list(MODEL_FEATURES)}))
         metadata = {
             "model_version": model_version,
+            "feature_set_version": feature_set_version,
             "trained_at": date.today().isoformat(),
             "cutoff": date.today().isoformat(),
-            "label_horizon_days": 90,
+            "label_horizon_days": FEATURE_SET.label_horizon_days,
             "base_rate": base_rate,
-            "feature_ranges": {f.name: [f.minimum, f.maximum] for f in FEATURES},
+            "cold_start_rate": cold_start_rate(base_rate),
+            "bgnbd": BGNBD,
             "metrics": {},
             "risk_bands": RISK_BANDS,
         }
@@ -122,52 +149,62 @@ def write_churn_artifact(booster: xgb.Booster, archive: Path, model_version: str
     return archive
 
 
-def register_churn_artifact(cfg: Settings, archive: Path, model_version: str) -> str:
-    """Upload the artifact to the lake and register it, approved, in the model package group; returns its URI."""
-    import boto3
+def cold_start_rate(base_rate: float) -> float:
+    """The benchmark model's prior for customers without history: higher than the buyers' rate, as in the worlds."""
+    return min(1.0, base_rate * 1.5)
 
+
+def register_churn_artifact(
+    cfg: Settings, archive: Path, model_version: str, approval: str = "Approved", sha256: str | None = None
+) -> str:
+    """Upload the artifact to the lake and register it in the churn model package group, its sha256 recorded as the
+    pipeline records it; returns the package ARN."""
+    from shelfwise.lake import Lake
+    from shelfwise.model_cache import sha256_of
+    from shelfwise.pipelines.registry import register_model_package, sagemaker_client
+
+    lake = Lake(cfg)
     key = f"models/churn/{model_version}/model.tar.gz"
-    s3 = boto3.client("s3", region_name=cfg.region, endpoint_url=cfg.aws_endpoint_url)
-    s3.upload_file(str(archive), cfg.lake_bucket, key)
-    uri = f"s3://{cfg.lake_bucket}/{key}"
-    sagemaker = boto3.client("sagemaker", region_name=cfg.region, endpoint_url=cfg.aws_endpoint_url)
-    groups = sagemaker.list_model_package_groups(NameContains=cfg.churn_model_group)["ModelPackageGroupSummaryList"]
-    if cfg.churn_model_group not in {g["ModelPackageGroupName"] for g in groups}:
-        sagemaker.create_model_package_group(ModelPackageGroupName=cfg.churn_model_group)
-    sagemaker.create_model_package(
-        ModelPackageGroupName=cfg.churn_model_group,
-        ModelApprovalStatus="Approved",
-        InferenceSpecification={
-            "Containers": [{"Image": XGBOOST_IMAGE, "ModelDataUrl": uri}],
-            "SupportedContentTypes": ["text/csv"],
-            "SupportedResponseMIMETypes": ["text/csv"],
+    lake.upload_file(archive, key)
+    return register_model_package(
+        sagemaker_client(cfg),
+        group=cfg.model_group("churn"),
+        model_data_url=lake.uri(key),
+        image_uri=XGBOOST_IMAGE,
+        metrics_uri=lake.uri(f"models/churn/{model_version}/evaluation.json"),
+        approval_status=approval,
+        properties={
+            "model_version": model_version,
+            "artifact_sha256": sha256 or sha256_of(archive),
+            "feature_set_version": FEATURE_SET.qualified_version,
         },
     )
-    return uri
 
 
 def prepare_serving_world(
     cfg: Settings, customers: int, cold: int, trees: int, depth: int, seed: int = 7, model_version: str = "v-bench"
 ) -> ServingWorld:
     """Train, package and register a churn model, and put its customers (and some cold starts) in the store."""
-    from shelfwise.online_store import ChurnRecord, write_churn_records
+    from shelfwise.churn.publish import ChurnRecord
+    from shelfwise.online_store import write_items
 
     rows, labels = synthetic_feature_rows(customers, seed)
     booster = train_churn_booster(rows, labels, trees, depth, seed)
     base_rate = float(labels.mean())
     with tempfile.TemporaryDirectory() as tmp:
         archive = write_churn_artifact(booster, Path(tmp) / "model.tar.gz", model_version, base_rate)
-        uri = register_churn_artifact(cfg, archive, model_version)
+        arn = register_churn_artifact(cfg, archive, model_version)
     by_customer = {f"C{i:06d}": dict(zip(FEATURE_NAMES, map(float, row), strict=True)) for i, row in enumerate(rows)}
     cold_ids = [f"C{customers + i:06d}" for i in range(cold)]
-    probabilities = booster.inplace_predict(rows)
+    probabilities = booster.inplace_predict(model_inputs(rows))
+    today = date.today().isoformat()
     records = [
-        ChurnRecord(customer_id, features, date.today(), float(p), model_version)
+        ChurnRecord(customer_id, features, today, probability=float(p), model_version=model_version)
         for (customer_id, features), p in zip(by_customer.items(), probabilities, strict=True)
     ]
-    records += [ChurnRecord(customer_id, None, date.today(), base_rate, model_version) for customer_id in cold_ids]
-    write_churn_records(records, table=cfg.online_table)
-    return ServingWorld(model_version, uri, booster, by_customer, cold_ids, base_rate)
+    records += [ChurnRecord(customer_id, None, today) for customer_id in cold_ids]
+    write_items((r.to_item() for r in records), table=cfg.online_table)
+    return ServingWorld(model_version, arn, booster, by_customer, cold_ids, base_rate, cold_start_rate(base_rate))
 
 
 # ---- the benchmark ---------------------------------------------------------------------------------------------
@@ -211,7 +248,7 @@ if MODE == "handler":
     sys.path.insert(0, TARGET)
     import app
     imported = time.perf_counter()
-    app.churn_model()
+    app.service().model()
 else:  # the floor: xgboost alone, loading the same model from a local file
     import xgboost
     imported = time.perf_counter()
@@ -275,12 +312,13 @@ def churn(
         context = LocalLambdaContext(function_name="churn-bench")
         rng = random.Random(1)
         ids = rng.choices(sorted(world.rows), k=requests)
-        row = np.asarray([list(world.rows[ids[0]].values())], dtype=np.float32)
+        row = model_inputs(np.asarray([list(world.rows[ids[0]].values())], dtype=np.float32))
 
         # A second container whose online store is a dict filled by real reads: the GET without the round trip.
         stub = load_lambda("churn", fresh=True)
-        store = {c: stub.lookup_customer(c) for c in set(ids)}
-        setattr(stub, "lookup_customer", store.get)  # noqa: B010 (a module attribute mypy cannot see)
+        stub_service = stub.service()
+        store = {c: stub_service.customer(c) for c in set(ids)}
+        stub_service.customer = store.get
 
         def get(customer_id: str, container: ModuleType = lam) -> Callable[[], object]:
             event = proxy_event(
@@ -297,10 +335,10 @@ def churn(
             event = proxy_event("POST", "/churn/score", headers={"Content-Type": "application/json"}, body=body)
             return lambda: lam.handler(event, context)
 
-        world.booster.set_param({"nthread": 1})  # as the handler's model (shelfwise.churn_scoring.load_model)
+        world.booster.set_param({"nthread": 1})  # as the handler's model (shelfwise.churn.scoring.load_model)
 
         def contribs() -> object:
-            matrix = xgb.DMatrix(row, feature_names=list(FEATURE_NAMES), nthread=1)
+            matrix = xgb.DMatrix(row, feature_names=list(MODEL_FEATURES), nthread=1)
             return world.booster.predict(matrix, pred_contribs=True)
 
         suites: list[tuple[str, list[Callable[[], object]]]] = [

@@ -21,8 +21,8 @@ def run(
     stop_after: str | None = typer.Option(None, help="Stop after this stage (world, ingest, curate_orders, ...)."),
     serve: bool = typer.Option(False, help="Keep the API running on 127.0.0.1 until Ctrl-C."),
 ) -> None:
-    """Run the whole system locally, end to end: world, lake, Glue jobs, churn pipeline, online store, API."""
-    from shelfwise.demo import STAGES, DemoOptions, run_demo
+    """Run the whole system locally, end to end: world, lake, Glue jobs, each domain's pipelines, online store, API."""
+    from shelfwise.demo import DemoOptions, run_demo, stages
 
     # The handlers' JSON logs and metric lines are for CloudWatch; here the summary tables say what happened.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
@@ -31,8 +31,8 @@ def run(
 
     if scale not in SCALES:
         raise typer.BadParameter(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
-    if stop_after is not None and stop_after not in STAGES:
-        raise typer.BadParameter(f"unknown stage {stop_after!r}; valid stages: {', '.join(STAGES)}")
+    if stop_after is not None and stop_after not in stages():
+        raise typer.BadParameter(f"unknown stage {stop_after!r}; valid stages: {', '.join(stages())}")
     options = DemoOptions(scale=scale, seed=seed, stop_after=stop_after)
     with Progress(
         TextColumn("[bold]{task.description:<28}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
@@ -62,12 +62,10 @@ def _wait_for_interrupt(url: str) -> None:
 def _print_result(result: Any) -> None:
     if result.exchanges:
         _print_requests(result.exchanges)
-    if result.metrics:
-        _print_metrics(result.metrics, result.truth_auc)
-    if result.report_path is not None:
-        console.print(f"Calibration and cumulative gains on the held-out cutoff: [bold]{result.report_path}[/]")
-    if result.failure_reason:
-        console.print(f"[bold red]Pipeline gate failed:[/] {result.failure_reason}")
+    for report in result.reports:
+        _print_report(report)
+    for failure in result.failures:
+        console.print(f"[bold red]{failure}[/]")
 
     zones = Table(title="Lake", show_edge=False)
     zones.add_column("zone")
@@ -79,7 +77,7 @@ def _print_result(result: Any) -> None:
         zones.add_row(zone, "-" if rows is None else f"{rows:,}", f"{objects:,}", f"{size / 1e6:,.1f}")
     console.print(zones)
 
-    stages = Table(title="Stages", show_edge=False)
+    stages = Table(title=f"Stages (run date {result.run_date})", show_edge=False)
     stages.add_column("stage")
     stages.add_column("seconds", justify="right")
     stages.add_column("detail")
@@ -89,19 +87,17 @@ def _print_result(result: Any) -> None:
     console.print(stages)
 
 
-def _print_metrics(metrics: dict[str, Any], truth_auc: float | None) -> None:
-    table = Table(title="Churn model on the held-out cutoff", show_edge=False)
-    for column in ("model", "AUC", "PR-AUC", "Brier", "top-decile lift"):
-        table.add_column(column, justify="right" if column != "model" else "left")
-    rows = [("XGBoost (registered)", metrics.get("churn", {}))]
-    rows += [(f"baseline: {name}", values) for name, values in metrics.get("baselines", {}).items()]
-    for name, values in rows:
-        table.add_row(name, *(_fmt(values.get(key)) for key in ("auc", "pr_auc", "brier", "top_decile_lift")))
+def _print_report(report: Any) -> None:
+    table = Table(title=report.title, show_edge=False)
+    for index, column in enumerate(report.columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in report.rows:
+        table.add_row(*row)
     console.print(table)
-    if truth_auc is not None:
-        console.print(
-            f"AUC against the synthetic world's true churn (not the observed label): [bold]{truth_auc:.3f}[/]"
-        )
+    for note in report.notes:
+        console.print(note)
+    if report.picture is not None:
+        console.print(f"Picture: [bold]{report.picture}[/]")
 
 
 def _print_requests(exchanges: list[Any]) -> None:
@@ -110,7 +106,8 @@ def _print_requests(exchanges: list[Any]) -> None:
     table.add_column("status", justify="right")
     table.add_column("answer")
     for exchange in exchanges:
-        table.add_row(f"{exchange.method} {exchange.path}", str(exchange.status), _summarise(exchange.body))
+        request = f"{exchange.method} {exchange.path}" + (f"\n[dim]{exchange.note}[/]" if exchange.note else "")
+        table.add_row(request, str(exchange.status), _summarise(exchange.body))
     console.print(table)
 
 
@@ -119,9 +116,9 @@ def _summarise(body: dict[str, Any]) -> str:
         return json.dumps(body["error"])
     if "probability" not in body:
         return json.dumps(body)[:200]
-    head = f"p(churn)={body['probability']:.3f} [{body.get('risk_band', '?')}]"
+    head = f"probability {body['probability']:.3f} [{body.get('risk_band', '?')}]"
     if body.get("cold_start"):
-        return head + " cold start: population prior"
+        return head + " cold start: the prior measured on entities without history"
     reasons = ", ".join(
         f"{r['feature']}={_fmt(r['value'])} (+{r['contribution']:.2f})" for r in body.get("reasons", [])
     )

@@ -23,25 +23,27 @@ NO_ENDPOINT = (
 @app.command("jobs")
 def jobs() -> None:
     """List the Glue jobs with their lake inputs, outputs and options."""
-    from shelfwise.glue_local import JOBS
+    from shelfwise.domains import DOMAINS
 
     table = Table(title="Glue jobs")
-    for column in ("job", "reads", "writes", "options"):
+    for column in ("domain", "job", "reads", "writes", "options"):
         table.add_column(column)
-    for spec in JOBS.values():
-        table.add_row(
-            f"{spec.name}\n[dim]{spec.description}[/]",
-            "\n".join(spec.inputs.values()),
-            "\n".join(spec.outputs.values()),
-            "\n".join(f"--{o}" for o in spec.options),
-        )
+    for domain in DOMAINS:
+        for spec in domain.glue_jobs:
+            table.add_row(
+                domain.name,
+                f"{spec.name}\n[dim]{spec.description}[/]",
+                "\n".join(spec.inputs.values()),
+                "\n".join([*spec.outputs.values(), *([f"{spec.state} (state)"] if spec.state else [])]),
+                "\n".join(f"--{o}" for o in spec.options),
+            )
     console.print(table)
 
 
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help="curate_orders or customer_features (`shelfwise glue jobs`).")],
+    job: Annotated[str, typer.Argument(help="A job of `shelfwise glue jobs`, e.g. curate_orders.")],
     real_aws: Annotated[bool, typer.Option("--real-aws", help="Use the AWS account of your credentials.")] = False,
 ) -> None:
     """Run JOB's entry script on local Spark with the lake's inputs; extra `--name value` pairs go to the job."""

@@ -1,4 +1,4 @@
-"""`shelfwise pipeline ...`: run a SageMaker pipeline locally against the lake, or print its definition.
+"""`shelfwise pipeline ...`: run a domain's SageMaker pipelines locally against the lake, or print a definition.
 
 `run` reaches the lake at the configured endpoint (locally the moto server of `shelfwise lake serve`).
 """
@@ -21,33 +21,52 @@ app = typer.Typer(no_args_is_help=True)
 console = Console()
 
 
-class PipelineName(StrEnum):
-    churn = "churn"
+class Kind(StrEnum):
+    training = "training"
+    scoring = "scoring"
+
+
+NameArgument = Annotated[str, typer.Argument(help="The pipeline: a domain with one (`churn`).")]
 
 
 @app.command("run")
 def run(
-    name: Annotated[PipelineName, typer.Argument(help="The pipeline to run.")],
+    name: NameArgument,
+    kind: Annotated[Kind, typer.Option(help="training (gate, register) or scoring (newest approved model).")] = (
+        Kind.training
+    ),
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Override a pipeline parameter: NAME=VALUE.")
     ] = None,
+    serving_date: Annotated[
+        str | None, typer.Option(help="scoring: the serving partition's date (cutoff=YYYY-MM-DD).")
+    ] = None,
 ) -> None:
-    """Run the pipeline's steps locally (same scripts, same gate) and register the model if it passes."""
+    """Run a pipeline's steps locally (same scripts, same gate); training registers the model if it passes,
+    scoring batch-scores a serving partition with the newest approved model."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from shelfwise.config import ConfigError
+    from shelfwise.domains import UnknownDomainError, pipeline
     from shelfwise.lake import Lake
-    from shelfwise.pipelines.local import run_churn_pipeline
+    from shelfwise.pipelines.local import run_pipeline, score_with_newest_approved
+    from shelfwise.pipelines.registry import NoApprovedModelError
 
     try:
+        spec = pipeline(name)
         overrides = parse_params(param or [])
         lake = Lake()
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task(f"pipeline {name.value}", total=1.0)
-            result = run_churn_pipeline(
-                lake, overrides, progress=lambda stage, done: bar.update(task, description=stage, completed=done)
-            )
-    except (ConfigError, ValueError) as exc:
+            task = bar.add_task(f"pipeline {name}", total=1.0)
+
+            def progress(stage: str, done: float) -> None:
+                bar.update(task, description=stage, completed=done)
+
+            if kind is Kind.scoring and serving_date is not None:
+                result, _ = score_with_newest_approved(lake, spec, spec.serving_partition(serving_date), progress)
+            else:
+                result = run_pipeline(lake, spec, kind=kind.value, params=overrides, progress=progress)
+    except (ConfigError, ValueError, UnknownDomainError, NoApprovedModelError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     except (BotoCoreError, ClientError) as exc:
@@ -60,15 +79,22 @@ def run(
 
 @app.command("definition")
 def definition(
-    name: Annotated[PipelineName, typer.Argument(help="The pipeline.")],
+    name: NameArgument,
+    kind: Annotated[Kind, typer.Option(help="Which of the domain's two pipelines.")] = Kind.training,
     out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of printing it.")] = None,
 ) -> None:
-    """Print the SageMaker pipeline definition built offline for the configured lake (no AWS call)."""
+    """Print a SageMaker pipeline definition built offline for the configured lake (no AWS call)."""
+    from shelfwise.domains import UnknownDomainError, pipeline
     from shelfwise.lake import Lake
-    from shelfwise.pipelines.churn import churn_pipeline_definition
-    from shelfwise.pipelines.local import local_pipeline_config
+    from shelfwise.pipelines.local import local_spec
+    from shelfwise.pipelines.sdk import pipeline_definition
 
-    text = churn_pipeline_definition(local_pipeline_config(Lake()))
+    try:
+        spec = local_spec(Lake(), pipeline(name), kind.value)
+    except UnknownDomainError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    text = pipeline_definition(spec)
     if out is None:
         console.print_json(text)
     else:
@@ -91,7 +117,7 @@ def parse_params(items: list[str]) -> dict[str, float | str]:
 
 
 def print_run(result: PipelineRun) -> None:
-    steps = Table(title=f"churn pipeline run {result.run_id}", title_justify="left")
+    steps = Table(title=f"{result.pipeline} {result.kind} run {result.run_id}", title_justify="left")
     steps.add_column("step")
     steps.add_column("status")
     steps.add_column("seconds", justify="right")
@@ -101,26 +127,27 @@ def print_run(result: PipelineRun) -> None:
         steps.add_row(step.name, f"[{colour}]{step.status}[/]", f"{step.seconds:.1f}", step.detail[:160])
     console.print(steps)
     if result.metrics:
-        console.print(metrics_table(result.metrics))
+        console.print(metrics_table(result.pipeline, result.metrics))
     if result.status == "Succeeded":
-        console.print(
-            f"[green]Succeeded[/]: model {result.model_version} registered as {result.model_package_arn}; "
-            f"artifact {result.artifact_key}; predictions {result.predictions_prefix}"
-        )
+        done = f"model {result.model_version} registered as {result.model_package_arn}; artifact {result.artifact_key}"
+        if result.kind == "scoring":
+            done = f"predictions {result.predictions_prefix}"
+        console.print(f"[green]Succeeded[/]: {done}")
     else:
         console.print(f"[red]Failed[/]: {result.failure_reason}")
 
 
-def metrics_table(evaluation: dict[str, object]) -> Table:
-    """The model and its baselines on the held-out cutoff."""
+def metrics_table(model: str, evaluation: dict[str, object]) -> Table:
+    """The candidate and its baselines on the held-out cutoff (`evaluation.json`: the model's metrics under its
+    pipeline's name, the baselines under `baselines`)."""
     table = Table(title=f"held-out cutoff {evaluation.get('cutoff')}, n={evaluation.get('n')}", title_justify="left")
     for column in ("model", "AUC", "PR-AUC", "Brier", "top-decile lift"):
         table.add_column(column, justify="left" if column == "model" else "right")
     baselines = evaluation.get("baselines", {})
-    rows = {"xgboost": evaluation.get("churn", {}), **(baselines if isinstance(baselines, dict) else {})}
-    for model, values in rows.items():
-        if isinstance(values, dict):
+    rows = {model: evaluation.get(model, {}), **(baselines if isinstance(baselines, dict) else {})}
+    for name, values in rows.items():
+        if isinstance(values, dict) and values:
             table.add_row(
-                model, *(f"{values[k]:.4f}" for k in ("auc", "pr_auc", "brier")), f"{values['top_decile_lift']:.2f}"
+                name, *(f"{values[k]:.4f}" for k in ("auc", "pr_auc", "brier")), f"{values['top_decile_lift']:.2f}"
             )
     return table

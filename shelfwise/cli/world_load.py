@@ -37,6 +37,25 @@ def fashion_mnist(source: SourceOption = None, out: OutOption = None) -> None:
     _run(load_fashion_mnist, source or FASHION_MNIST_CSV, out, KIND)
 
 
+@app.command("orders-csv")
+def orders_csv(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Your order lines as CSV: order_id, customer_id, ts, sku, quantity, unit_price "
+            "[, store_id, channel]; other columns are ignored.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    out: OutOption = None,
+) -> None:
+    """Your own transactions: orders, returns, stores, products and customers, ids kept as given."""
+    from shelfwise.loaders.orders_csv import KIND, load_orders_csv
+
+    _run(load_orders_csv, file, out, KIND)
+
+
 def _run(loader: Callable[[Path, Path], LoadReport], source: Path, out: Path | None, kind: str) -> None:
     from shelfwise.config import settings
 

@@ -1,13 +1,13 @@
-"""Run the churn pipeline on this machine: the same spec, scripts, container contract and gate as in SageMaker.
+"""Run a domain's pipelines on this machine: the same specs, source tarball, container contract and gate as AWS.
 
-Each step runs its script as a subprocess (`sys.executable sagemaker/churn/<script>`) in a scratch `opt/ml/...`
-tree under `settings().work_dir`: processing scripts get `--<channel>-dir` for every input and output (the
-container paths are their defaults); training gets `SM_CHANNEL_*`, `SM_MODEL_DIR`, `hyperparameters.json` and the
-hyperparameters as `--name value`, and runs from the unpacked `sourcedir.tar.gz` as the framework container does.
-Inputs come from the lake and outputs go back to it. The gate's parameter defaults are read from the pipeline
-definition, so they are the ones AWS uses.
+Each step runs its script as a subprocess (this interpreter) from the unpacked `sourcedir.tar.gz`, exactly the
+archive AWS stages, in a scratch `opt/ml/...` tree under `settings().work_dir`: processing scripts get
+`--<channel>-dir` for every input and output (the container paths are their defaults) and the step's arguments;
+training gets `SM_CHANNEL_*`, `SM_MODEL_DIR`, `hyperparameters.json` and the hyperparameters as `--name value`.
+Inputs come from the lake and outputs go back to it. Parameter defaults, hyperparameters and the registered image
+are read from the rendered pipeline definition, so they are the ones AWS uses.
 
-Difference from AWS, on purpose: the registered package is `Approved` (in AWS it is PendingManualApproval until a
+Difference from AWS, on purpose: a registered package is `Approved` (in AWS it is PendingManualApproval until a
 person approves it), so the local demo can serve it. Pass `params={"ModelApprovalStatus": ...}` to override.
 """
 
@@ -27,19 +27,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+from shelfwise.domain import ModelPipeline
 from shelfwise.lake import Lake, model_artifact_key
-from shelfwise.pipelines.churn import (
-    APPROVAL,
-    CODE_KEYS,
-    RUNS_PREFIX,
-    SCRIPTS_DIR,
-    SOURCE_TARBALL,
-    ChurnPipelineConfig,
-    build_source_tarball,
-    churn_pipeline_definition,
-    churn_pipeline_spec,
-)
-from shelfwise.pipelines.registry import register_model_package, sagemaker_client
+from shelfwise.pipelines.code import SOURCE_TARBALL, build_source_tarball
+from shelfwise.pipelines.registry import ApprovedModel, newest_approved, register_model_package, sagemaker_client
 from shelfwise.pipelines.spec import (
     AtLeast,
     EvaluationValue,
@@ -47,6 +38,7 @@ from shelfwise.pipelines.spec import (
     Input,
     ModelArtifacts,
     ParamRef,
+    PipelineConfig,
     PipelineSpec,
     ProcessingStep,
     RegisterStep,
@@ -57,8 +49,10 @@ from shelfwise.pipelines.spec import (
 
 Progress = Callable[[str, float], None]
 ParamValue = float | str
+Kind = Literal["training", "scoring"]
 LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/shelfwise-local-pipeline"
 LOCAL_APPROVAL = "Approved"
+APPROVAL = "ModelApprovalStatus"
 _LOG_TAIL = 2000
 
 
@@ -77,6 +71,8 @@ class StepRun:
 @dataclass
 class PipelineRun:
     run_id: str
+    pipeline: str
+    kind: Kind
     status: Literal["Succeeded", "Failed"] = "Failed"
     steps: list[StepRun] = field(default_factory=list)
     parameters: dict[str, ParamValue] = field(default_factory=dict)
@@ -88,18 +84,26 @@ class PipelineRun:
     failure_reason: str | None = None
 
 
-def local_pipeline_config(lake: Lake) -> ChurnPipelineConfig:
-    """The churn pipeline as configured for this lake; code URIs name where a deployment would stage the scripts."""
-    cfg = lake.cfg
-    code = {key: f"s3://{lake.bucket}/code/churn/{key}" for key in CODE_KEYS}
-    return ChurnPipelineConfig(
-        pipeline_name=cfg.resource_name("churn"),
+def pipeline_name(lake: Lake, pipeline: ModelPipeline, kind: Kind) -> str:
+    """The deployment's name of a pipeline: `shelfwise-<env>-churn` and `shelfwise-<env>-churn-score`."""
+    return lake.cfg.resource_name(pipeline.name if kind == "training" else f"{pipeline.name}-score")
+
+
+def local_pipeline_config(lake: Lake, pipeline: ModelPipeline, kind: Kind) -> PipelineConfig:
+    """A pipeline as configured for this lake; the source URI names where a deployment would stage the code."""
+    return PipelineConfig(
+        pipeline_name=pipeline_name(lake, pipeline, kind),
         role_arn=LOCAL_ROLE_ARN,
-        region=cfg.region,
+        region=lake.cfg.region,
         bucket=lake.bucket,
-        model_package_group=cfg.churn_model_group,
-        code_uris=code,
+        model_package_group=lake.cfg.model_group(pipeline.model_group),
+        source_uri=f"s3://{lake.bucket}/code/{pipeline.name}/{SOURCE_TARBALL}",
     )
+
+
+def local_spec(lake: Lake, pipeline: ModelPipeline, kind: Kind) -> PipelineSpec:
+    cfg = local_pipeline_config(lake, pipeline, kind)
+    return pipeline.training(cfg) if kind == "training" else pipeline.scoring(cfg)
 
 
 def parameter_defaults(definition: Mapping[str, Any]) -> dict[str, ParamValue]:
@@ -109,8 +113,9 @@ def parameter_defaults(definition: Mapping[str, Any]) -> dict[str, ParamValue]:
 def resolve_parameters(
     defaults: Mapping[str, ParamValue], overrides: Mapping[str, ParamValue] | None
 ) -> dict[str, ParamValue]:
-    """Defaults updated with `overrides`, which must name parameters of the pipeline and keep their types."""
-    params = {**defaults, APPROVAL: LOCAL_APPROVAL}
+    """Defaults (a registration approved locally) updated with `overrides`, which must name parameters of the
+    pipeline and keep their types."""
+    params = {**defaults, **({APPROVAL: LOCAL_APPROVAL} if APPROVAL in defaults else {})}
     for name, value in (overrides or {}).items():
         if name not in defaults:
             raise ValueError(f"unknown pipeline parameter {name!r}; parameters: {', '.join(sorted(defaults))}")
@@ -123,12 +128,13 @@ def resolve_parameters(
 class _Execution:
     """One local execution: resolves the spec's references against the lake and runs the steps."""
 
-    def __init__(self, lake: Lake, spec: PipelineSpec, definition: Mapping[str, Any], run: PipelineRun) -> None:
-        self.lake, self.spec, self.definition, self.run = lake, spec, definition, run
-        self.scratch = lake.cfg.work_dir / "pipelines" / spec.name / run.run_id
+    def __init__(
+        self, lake: Lake, spec: PipelineSpec, definition: Mapping[str, Any], run: PipelineRun, tarball: Path
+    ) -> None:
+        self.lake, self.spec, self.definition, self.run, self.tarball = lake, spec, definition, run, tarball
+        self.scratch = tarball.parent
         self.outputs: dict[tuple[str, str], str] = {}  # (step, output) -> s3 URI
         self.model_uris: dict[str, str] = {}  # training step -> s3 URI of model.tar.gz
-        self.model_dirs: dict[str, Path] = {}  # training step -> unpacked model dir
         self.property_files: dict[str, dict[str, Any]] = {}
 
     # -- references --------------------------------------------------------------------------------------------
@@ -148,7 +154,7 @@ class _Execution:
     def key(self, uri: str) -> str:
         prefix = f"s3://{self.lake.bucket}/"
         if not uri.startswith(prefix):
-            raise ValueError(
+            raise StepFailedError(
                 f"{uri} is outside the lake bucket {self.lake.bucket}; the local runner reads only the lake"
             )
         return uri[len(prefix) :]
@@ -161,11 +167,19 @@ class _Execution:
         document: Any = self.property_files[ref.step]
         for part in ref.path.split("."):
             document = document[part]
-        return float(document)
+        return document if isinstance(document, str) else float(document)
 
     # -- steps -------------------------------------------------------------------------------------------------
     def local(self, step: str, container_path: str) -> Path:
         return self.scratch / step / container_path.lstrip("/")
+
+    def code(self, step: str) -> Path:
+        """The source tarball unpacked for one step, as the container does it."""
+        target = self.scratch / step / "code"
+        shutil.rmtree(target, ignore_errors=True)
+        with tarfile.open(self.tarball, "r:gz") as tar:
+            tar.extractall(target, filter="data")
+        return target
 
     def download(self, step: str, item: Input) -> Path:
         target = self.local(step, item.local_path)
@@ -177,13 +191,13 @@ class _Execution:
         return target
 
     def processing(self, step: ProcessingStep) -> str:
-        args = [*step.arguments]
+        args = [str(self.value(a)) for a in step.arguments]
         for item in step.inputs:
             args += [f"--{item.name}-dir", str(self.download(step.name, item))]
         for out in step.outputs:
             self.outputs[(step.name, out.name)] = self.uri(out.destination)
             args += [f"--{out.name}-dir", str(self.local(step.name, out.local_path))]
-        summary = run_script(SCRIPTS_DIR / step.script, args, {}, self.scratch / step.name)
+        summary = run_script(self.code(step.name) / step.script, args, {}, self.scratch / step.name)
         for out in step.outputs:
             folder = self.local(step.name, out.local_path)
             if folder.exists():
@@ -198,8 +212,6 @@ class _Execution:
     def training(self, step: TrainingStep) -> str:
         root = self.scratch / step.name / "opt" / "ml"
         hyperparameters = _training_hyperparameters(self.definition, step.name)
-        code = root / "code"
-        _unpack(build_source_tarball(SCRIPTS_DIR, self.scratch / step.name / SOURCE_TARBALL), code)
         env = {
             "SM_MODEL_DIR": str(root / "model"),
             "SM_OUTPUT_DATA_DIR": str(root / "output" / "data"),
@@ -211,17 +223,20 @@ class _Execution:
         (root / "input" / "config").mkdir(parents=True, exist_ok=True)
         (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters), encoding="utf-8")
         args = [a for k, v in sorted(hyperparameters.items()) if not k.startswith("sagemaker_") for a in (f"--{k}", v)]
+        code = self.code(step.name)
         summary = run_script(code / hyperparameters["sagemaker_program"], args, env, self.scratch / step.name)
         archive = _pack_model(root / "model", self.scratch / step.name / "model.tar.gz")
         # AWS puts it under the training output path; locally it waits here until the gate passes
-        self.model_uris[step.name] = self.lake.uri(f"{RUNS_PREFIX}/{self.run.run_id}/{step.name}/model.tar.gz")
+        self.model_uris[step.name] = self.lake.uri(
+            f"pipelines/{self.run.pipeline}/{self.run.run_id}/{step.name}/model.tar.gz"
+        )
         self.lake.upload_file(archive, self.key(self.model_uris[step.name]))
-        self.model_dirs[step.name] = root / "model"
         return summary
 
     def evaluation(self) -> dict[str, Any]:
         """The property file the gate reads (evaluation.json)."""
-        return self.property_files[self.spec.gate.conditions[0].left.step]
+        gate = self.spec.gate
+        return self.property_files[gate.conditions[0].left.step] if gate is not None else {}
 
     def predictions_prefix(self, step: ProcessingStep) -> str | None:
         for out in step.outputs:
@@ -232,20 +247,17 @@ class _Execution:
     def gate_failure(self) -> str | None:
         """None when every condition holds, else the fail step's message."""
         gate = self.spec.gate
-        if all(_holds(c, self.value) for c in gate.conditions):
+        if gate is None or all(_holds(c, self.value) for c in gate.conditions):
             return None
         return " ".join(_render(self.value(part)) for part in gate.fail_message)
 
     def register(self, step: RegisterStep) -> str:
-        model_dir = self.model_dirs[step.model.step]
-        metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
-        version = str(metadata["model_version"])
-        key = model_artifact_key("churn", version)
-        self.lake.s3.copy_object(
-            Bucket=self.lake.bucket,
-            Key=key,
-            CopySource={"Bucket": self.lake.bucket, "Key": self.key(self.uri(step.model))},
-        )
+        metadata = {key: str(self.value(ref)) for key, ref in step.metadata.items()}
+        version = metadata.get("model_version") or self.run.run_id
+        # One folder per run, as AWS has one per training job: an approved artifact is never overwritten, even by a
+        # run that trains the same version (its archive's bytes, and so its sha256, would differ).
+        key = model_artifact_key(self.run.pipeline, self.run.run_id)
+        self.lake.copy(self.key(self.uri(step.model)), key)
         metrics = self.evaluation()
         arn = register_model_package(
             sagemaker_client(self.lake.cfg),
@@ -255,29 +267,43 @@ class _Execution:
             metrics_uri=self.uri(step.metrics_uri),
             approval_status=str(self.value(step.approval_status)),
             properties={
-                "model_version": version,
+                **metadata,
                 "pipeline_run": self.run.run_id,
-                **{f"test_{k}": f"{v:.6f}" for k, v in metrics.get("churn", {}).items()},
+                **{f"test_{k}": f"{v:.6f}" for k, v in metrics.get(self.run.pipeline, {}).items()},
             },
         )
         self.run.model_package_arn, self.run.model_version, self.run.artifact_key = arn, version, key
         return f"{arn} ({self.value(step.approval_status)})"
 
 
-def run_churn_pipeline(
-    lake: Lake, params: Mapping[str, ParamValue] | None = None, progress: Progress | None = None
+def run_pipeline(
+    lake: Lake,
+    pipeline: ModelPipeline,
+    *,
+    kind: Kind = "training",
+    params: Mapping[str, ParamValue] | None = None,
+    progress: Progress | None = None,
 ) -> PipelineRun:
-    """Run prepare -> train -> evaluate -> gate -> register + batch score (or fail) locally; see the module doc."""
+    """Run one of a domain's pipelines locally (steps, gate, registration); see the module doc."""
+    from shelfwise.pipelines.sdk import pipeline_definition
+
     say = progress or (lambda _stage, _fraction: None)
-    pipeline_cfg = local_pipeline_config(lake)
-    spec = churn_pipeline_spec(pipeline_cfg)
-    definition = json.loads(churn_pipeline_definition(pipeline_cfg))
-    run = PipelineRun(run_id=_run_id(), parameters=resolve_parameters(parameter_defaults(definition), params))
-    execution = _Execution(lake, spec, definition, run)
-    total = len(spec.steps) + 1 + len(spec.gate.if_steps)
+    spec = local_spec(lake, pipeline, kind)
+    definition = json.loads(pipeline_definition(spec))
+    run = PipelineRun(
+        run_id=_run_id(),
+        pipeline=pipeline.name,
+        kind=kind,
+        parameters=resolve_parameters(parameter_defaults(definition), params),
+    )
+    scratch = lake.cfg.work_dir / "pipelines" / spec.name / run.run_id
+    tarball = build_source_tarball(pipeline, scratch / SOURCE_TARBALL)
+    execution = _Execution(lake, spec, definition, run, tarball)
+    gate_steps = 0 if spec.gate is None else 1 + len(spec.gate.if_steps)
+    total = len(spec.steps) + gate_steps
 
     def step(name: str, action: Callable[[], str]) -> None:
-        say(f"pipeline: {name}", len(run.steps) / total)
+        say(f"{pipeline.name} {kind}: {name}", len(run.steps) / total)
         start = time.perf_counter()
         try:
             detail = action()
@@ -290,26 +316,47 @@ def run_churn_pipeline(
         for item in spec.steps:
             if isinstance(item, ProcessingStep):
                 step(item.name, partial(execution.processing, item))
+                run.predictions_prefix = execution.predictions_prefix(item) or run.predictions_prefix
             else:
                 step(item.name, partial(execution.training, item))
-        run.metrics = execution.evaluation()
-        step(spec.gate.name, lambda: "")
-        run.failure_reason = execution.gate_failure()
-        if run.failure_reason is not None:
-            run.steps.append(StepRun(spec.gate.fail_step, 0.0, "Failed", run.failure_reason))
-            return run
-        for branch in spec.gate.if_steps:
-            if isinstance(branch, RegisterStep):
-                step(branch.name, partial(execution.register, branch))
-            else:
-                step(branch.name, partial(execution.processing, branch))
-                run.predictions_prefix = execution.predictions_prefix(branch)
+        if spec.gate is not None:
+            run.metrics = execution.evaluation()
+            step(spec.gate.name, lambda: "")
+            run.failure_reason = execution.gate_failure()
+            if run.failure_reason is not None:
+                run.steps.append(StepRun(spec.gate.fail_step, 0.0, "Failed", run.failure_reason))
+                return run
+            for branch in spec.gate.if_steps:
+                if isinstance(branch, RegisterStep):
+                    step(branch.name, partial(execution.register, branch))
+                else:
+                    step(branch.name, partial(execution.processing, branch))
     except StepFailedError as exc:
         run.failure_reason = str(exc)
         return run
     run.status = "Succeeded"
-    say("pipeline: done", 1.0)
+    say(f"{pipeline.name} {kind}: done", 1.0)
     return run
+
+
+def scoring_parameters(package: ApprovedModel, serving_partition_uri: str, pipeline: ModelPipeline) -> dict[str, str]:
+    """What the daily chain passes the scoring pipeline: the newest approved package and today's partition."""
+    return {
+        "ModelUri": package.artifact_uri,
+        "ModelSha256": package.sha256 or "",
+        "ModelPackageArn": package.arn,
+        pipeline.serving_partition_parameter: serving_partition_uri,
+    }
+
+
+def score_with_newest_approved(
+    lake: Lake, pipeline: ModelPipeline, serving_partition_key: str, progress: Progress | None = None
+) -> tuple[PipelineRun, ApprovedModel]:
+    """Batch-score the serving partition with the newest approved package of the pipeline's group (what the daily
+    chain does after training, whatever the candidate did at the gate)."""
+    package = newest_approved(lake.cfg.model_group(pipeline.model_group), sagemaker_client(lake.cfg))
+    params = scoring_parameters(package, lake.uri(serving_partition_key), pipeline)
+    return run_pipeline(lake, pipeline, kind="scoring", params=params, progress=progress), package
 
 
 def _run_id() -> str:
@@ -358,12 +405,6 @@ def _holds(condition: AtLeast, value: Callable[[Any], ParamValue]) -> bool:
 
 def _render(value: ParamValue) -> str:
     return f"{value:.4f}" if isinstance(value, float) else value
-
-
-def _unpack(archive: Path, dest: Path) -> None:
-    shutil.rmtree(dest, ignore_errors=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(dest, filter="data")
 
 
 def _pack_model(model_dir: Path, archive: Path) -> Path:

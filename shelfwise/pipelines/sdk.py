@@ -2,9 +2,11 @@
 
 Building a definition makes no AWS call: the region is set before the SDK is imported (one SDK class creates a
 client at import time), role validation and telemetry are switched off, the session's default bucket is the
-configured one instead of one the SDK would look up or create, code is referenced by s3 URI (never uploaded), and
-training code is a self-staged `sourcedir.tar.gz` passed through the framework container's `sagemaker_program` /
-`sagemaker_submit_directory` hyperparameters, so no timestamp enters the definition.
+configured one instead of one the SDK would look up or create, and code is one self-staged `sourcedir.tar.gz`
+referenced by s3 URI (never uploaded), so no timestamp enters the definition. Training jobs run with network
+isolation and get the tarball as their `code` channel (the framework container's `sagemaker_program` /
+`sagemaker_submit_directory` hyperparameters point into it); processing jobs unpack it before running their script.
+Job volumes and outputs are encrypted with the spec's key.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from shelfwise.pipelines.spec import (
+    PROCESSING_CODE_DIR,
+    TRAINING_CODE_DIR,
     AtLeast,
     EvaluationValue,
     ExecutionId,
+    Gate,
     ModelArtifacts,
     Output,
     ParamRef,
@@ -34,7 +39,8 @@ from shelfwise.pipelines.spec import (
     TrainingStep,
 )
 
-_CODE_DIR = "/opt/ml/processing/input/code"
+#: Where a processing job unpacks the source tarball before running its script from there.
+_UNPACKED = "/tmp/shelfwise-code"
 _TELEMETRY_OPT_OUT = """SchemaVersion: '1.0'
 SageMaker:
   PythonSDK:
@@ -120,11 +126,11 @@ class _Builder:
 
         for step in self.spec.steps:
             self.steps[step.name] = self.processing(step) if isinstance(step, ProcessingStep) else self.training(step)
-        gate = self.gate()
+        gate = [self.gate(self.spec.gate)] if self.spec.gate is not None else []
         return Pipeline(
             name=self.spec.name,
             parameters=list(self.params.values()),
-            steps=[*self.steps.values(), gate],
+            steps=[*self.steps.values(), *gate],
             sagemaker_session=self.session,
         )
 
@@ -155,26 +161,28 @@ class _Builder:
         from sagemaker.core.workflow.properties import PropertyFile
         from sagemaker.mlops.workflow import ProcessingStep as SdkProcessingStep
 
-        # The script is an ordinary input that the entrypoint names. The SDK parses plain-string input URIs (and
-        # ScriptProcessor's `code=`) and would upload anything without an s3 scheme; a CDK token fails that
+        # The source tarball is an ordinary input that the entrypoint unpacks. The SDK parses plain-string input URIs
+        # (and ScriptProcessor's `code=`) and would upload anything without an s3 scheme; a CDK token fails that
         # (`s3://${Token[...]}` reads as an IPv6 host, a bare token as a local path). A one-value Join is a
         # pipeline expression, which the SDK passes through untouched.
         processor = Processor(
             role=self.spec.role_arn,
             image_uri=self.image,
-            entrypoint=["python3", f"{_CODE_DIR}/{step.script}"],
+            entrypoint=processing_entrypoint(step.script, self.spec.source_file),
             instance_count=1,
             instance_type=self.value(self.spec.instance_types["processing"]),
             base_job_name=f"{self.spec.name}-{step.name}"[:32],
             sagemaker_session=self.session,
+            volume_kms_key=self.spec.kms_key_arn,
+            output_kms_key=self.spec.kms_key_arn,
         )
         args = processor.run(
             inputs=[
                 *(self.processing_input(i.name, self.value(i.source), i.local_path) for i in step.inputs),
-                self.processing_input("code", Join(on="", values=[step.code_uri]), _CODE_DIR),
+                self.processing_input("code", Join(on="", values=[self.spec.source_uri]), PROCESSING_CODE_DIR),
             ],
             outputs=[self.processing_output(o) for o in step.outputs],
-            arguments=list(step.arguments) or None,
+            arguments=[self.value(a) for a in step.arguments] or None,
         )
         property_files = []
         if step.property_file is not None:
@@ -213,25 +221,38 @@ class _Builder:
 
     def training(self, step: TrainingStep) -> Any:
         from sagemaker.core.shapes import OutputDataConfig
+        from sagemaker.core.workflow.functions import Join
         from sagemaker.mlops.workflow import TrainingStep as SdkTrainingStep
         from sagemaker.train import ModelTrainer
-        from sagemaker.train.configs import Compute, InputData
+        from sagemaker.train.configs import Compute, InputData, Networking
 
         trainer = ModelTrainer(
             training_image=self.image,
             role=self.spec.role_arn,
             sagemaker_session=self.session,
             base_job_name=f"{self.spec.name}-{step.name}"[:32],
-            compute=Compute(instance_type=self.value(self.spec.instance_types["training"]), instance_count=1),
-            output_data_config=OutputDataConfig(s3_output_path=self.value(step.output_path)),
+            compute=Compute(
+                instance_type=self.value(self.spec.instance_types["training"]),
+                instance_count=1,
+                volume_kms_key_id=self.spec.kms_key_arn,
+            ),
+            # No network in the training container: code and data arrive as channels, the model leaves through S3.
+            networking=Networking(enable_network_isolation=True),
+            output_data_config=OutputDataConfig(
+                s3_output_path=self.value(step.output_path), kms_key_id=self.spec.kms_key_arn
+            ),
             hyperparameters={
                 **dict(sorted(step.hyperparameters.items())),
                 "sagemaker_program": step.entry_point,
-                "sagemaker_submit_directory": step.source_uri,
+                "sagemaker_submit_directory": f"{TRAINING_CODE_DIR}/{self.spec.source_file}",
             },
         )
+        code = InputData(channel_name="code", data_source=Join(on="", values=[self.spec.source_uri]))
         args = trainer.train(
-            input_data_config=[InputData(channel_name=c.name, data_source=self.value(c.source)) for c in step.channels]
+            input_data_config=[
+                *(InputData(channel_name=c.name, data_source=self.value(c.source)) for c in step.channels),
+                code,
+            ]
         )
         return SdkTrainingStep(name=step.name, step_args=args)
 
@@ -255,6 +276,7 @@ class _Builder:
             response_types=list(step.response_types),
             model_metrics=metrics,
             approval_status=self.value(step.approval_status),
+            customer_metadata_properties={k: self.value(v) for k, v in sorted(step.metadata.items())} or None,
         )
         return ModelStep(name=step.name, step_args=args)
 
@@ -263,11 +285,10 @@ class _Builder:
 
         return ConditionGreaterThanOrEqualTo(left=self.value(condition.left), right=self.value(condition.right))
 
-    def gate(self) -> Any:
+    def gate(self, gate: Gate) -> Any:
         from sagemaker.core.workflow.functions import Join
         from sagemaker.mlops.workflow import ConditionStep, FailStep
 
-        gate = self.spec.gate
         if_steps = []
         for step in gate.if_steps:
             built = self.register(step) if isinstance(step, RegisterStep) else self.processing(step)
@@ -284,3 +305,12 @@ class _Builder:
             if_steps=if_steps,
             else_steps=[fail],
         )
+
+
+def processing_entrypoint(script: str, source_file: str) -> list[str]:
+    """Unpack the source tarball, then run `script` from it with the step's arguments (`"$@"`)."""
+    command = (
+        f"mkdir -p {_UNPACKED} && tar -xzf {PROCESSING_CODE_DIR}/{source_file} -C {_UNPACKED} "
+        f'&& cd {_UNPACKED} && exec python3 {script} "$@"'
+    )
+    return ["/bin/sh", "-c", command, "sh"]

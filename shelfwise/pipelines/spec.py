@@ -3,6 +3,10 @@
 `shelfwise.pipelines.sdk` turns a `PipelineSpec` into a SageMaker pipeline definition; `shelfwise.pipelines.local`
 runs the same spec with the same scripts on this machine. Keeping the description SDK-free means an SDK change
 touches one module and the local runner cannot drift from what AWS runs.
+
+Every step runs code from one `sourcedir.tar.gz` (`shelfwise.pipelines.code`): training jobs get it as the `code`
+channel (they run with network isolation, so the framework container cannot fetch code from S3 itself) and
+processing jobs unpack it before running their script.
 """
 
 from __future__ import annotations
@@ -91,11 +95,10 @@ class PropertyFile:
 @dataclass(frozen=True)
 class ProcessingStep:
     name: str
-    script: str  # file name in the scripts folder, e.g. "prepare.py"
-    code_uri: str
+    script: str  # file name at the root of the source tarball, e.g. "prepare.py"
     inputs: tuple[Input, ...]
     outputs: tuple[Output, ...]
-    arguments: tuple[str, ...] = ()
+    arguments: tuple[str | ParamRef, ...] = ()
     property_file: PropertyFile | None = None
     depends_on: tuple[str, ...] = ()
 
@@ -103,8 +106,7 @@ class ProcessingStep:
 @dataclass(frozen=True)
 class TrainingStep:
     name: str
-    entry_point: str
-    source_uri: str  # s3 URI of sourcedir.tar.gz holding entry_point
+    entry_point: str  # file name at the root of the source tarball
     channels: tuple[Input, ...]  # local_path is the channel's container folder
     hyperparameters: Mapping[str, str]
     output_path: S3Uri
@@ -117,6 +119,8 @@ class RegisterStep:
     group: str
     approval_status: ParamRef
     metrics_uri: S3Uri  # evaluation.json
+    #: Customer metadata of the package (strings), e.g. the artifact's sha256 as the evaluation step measured it.
+    metadata: Mapping[str, EvaluationValue | str] = field(default_factory=dict)
     content_types: tuple[str, ...] = ("text/csv",)
     response_types: tuple[str, ...] = ("text/csv",)
 
@@ -143,6 +147,30 @@ class Gate:
     fail_message: tuple[MessagePart, ...]
 
 
+#: The folder a step's container finds the source tarball in (processing input / training channel `code`).
+PROCESSING_CODE_DIR = "/opt/ml/processing/input/code"
+TRAINING_CODE_DIR = "/opt/ml/input/data/code"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What differs between deployments; values may be CDK tokens, which pass through as plain strings.
+
+    `source_uri` is the S3 URI of the staged `sourcedir.tar.gz` and `source_file` the name it has in S3 (a CDK
+    asset is named by its hash), which is the name the containers find it under.
+    """
+
+    pipeline_name: str
+    role_arn: str
+    region: str
+    bucket: str
+    model_package_group: str
+    source_uri: str
+    source_file: str = "sourcedir.tar.gz"
+    #: The key that encrypts job volumes and outputs (None: the account's default keys, as locally).
+    kms_key_arn: str | None = None
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
     name: str
@@ -153,8 +181,11 @@ class PipelineSpec:
     framework_version: str
     parameters: tuple[Parameter, ...]
     steps: tuple[ProcessingStep | TrainingStep, ...]
-    gate: Gate
+    source_uri: str
+    source_file: str
+    gate: Gate | None = None
     instance_types: Mapping[str, ParamRef] = field(default_factory=dict)  # "processing" / "training"
+    kms_key_arn: str | None = None
 
     def parameter_defaults(self) -> dict[str, float | str]:
         return {p.name: p.default for p in self.parameters}

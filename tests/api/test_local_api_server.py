@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from shelfwise.bench.serving import ServingWorld
-from shelfwise.churn_features import FEATURES
+from shelfwise.churn.features import FEATURES
 from shelfwise.local_api import MAX_REQUEST_BYTES, LocalApi, Route, dispatch, proxy_event, serialized, start_local_api
 
 

@@ -1,101 +1,127 @@
-"""The online store: batched writes with retried unprocessed items, and the reader, against a fake and moto."""
+"""The online store: monotonic conditional puts with retries on throttling, and the reader, against fakes and moto."""
 
 from __future__ import annotations
 
 import math
-import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from shelfwise.local_aws import LocalAws
 from shelfwise.online_store import (
     BACKOFF_BASE_S,
     BACKOFF_CAP_S,
     MAX_ATTEMPTS,
-    ChurnRecord,
-    UnprocessedItemsError,
+    OnlineItem,
+    ThrottledError,
     expires_at,
-    get_customer,
-    write_churn_records,
+    get_item,
+    write_items,
 )
 
 TABLE = "test-table"
 
 
-class FlakyDynamo:
-    """Answers the first `failures` BatchWriteItem calls with their last two items unprocessed."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.requests: list[list[dict[str, Any]]] = []
-
-    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803 (boto3 name)
-        items = RequestItems[TABLE]
-        self.requests.append(items)
-        if len(self.requests) <= self.failures:
-            return {"UnprocessedItems": {TABLE: items[-2:]}}
-        return {"UnprocessedItems": {}}
+def item(entity_id: str, as_of: str = "2024-01-31", **attributes: Any) -> OnlineItem:
+    values = attributes or {"features": {"recency_days": 3.0, "monetary": 10.5}, "probability": 0.25}
+    return OnlineItem("customer", entity_id, "churn", as_of, "churn/9", values)
 
 
-def records(n: int, prefix: str = "C") -> list[ChurnRecord]:
-    return [
-        ChurnRecord(f"{prefix}{i:05d}", {"recency_days": float(i), "monetary": 10.5 + i}, date(2024, 1, 31), 0.25, "v1")
-        for i in range(n)
-    ]
+def items(n: int, as_of: str = "2024-01-31") -> list[OnlineItem]:
+    return [item(f"C{i:05d}", as_of) for i in range(n)]
 
 
-def test_unprocessed_items_are_retried_with_growing_jittered_backoff() -> None:
-    client, sleeps = FlakyDynamo(failures=3), []
-    report = write_churn_records(records(10), TABLE, client, sleep=sleeps.append, rng=random.Random(0))
+def error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": code}}, "PutItem")
 
-    assert report.written == 10
-    assert report.retries == 3
-    assert [len(r) for r in client.requests] == [10, 2, 2, 2]
-    assert client.requests[1] == client.requests[0][-2:]  # only the unprocessed items go again
-    assert len(sleeps) == 3
+
+class FakeDynamo:
+    """PutItem with the condition the writer sends, evaluated on a dict; throttles the first `throttled` calls."""
+
+    def __init__(self, throttled: int = 0) -> None:
+        self.throttled = throttled
+        self.calls: list[dict[str, Any]] = []
+        self.table: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def put_item(self, **request: Any) -> dict[str, Any]:
+        self.calls.append(request)
+        if len(self.calls) <= self.throttled:
+            raise error("ProvisionedThroughputExceededException")
+        assert request["ConditionExpression"] == "attribute_not_exists(pk) OR as_of <= :as_of"
+        new = request["Item"]
+        key = (new["pk"]["S"], new["sk"]["S"])
+        stored = self.table.get(key)
+        if stored is not None and stored["as_of"]["S"] > request["ExpressionAttributeValues"][":as_of"]["S"]:
+            raise error("ConditionalCheckFailedException")
+        self.table[key] = new
+        return {}
+
+
+def test_throttled_puts_are_retried_with_growing_jittered_backoff() -> None:
+    client, sleeps = FakeDynamo(throttled=3), []
+    report = write_items(items(1), TABLE, client, sleep=sleeps.append, writers=1)
+    assert (report.written, report.retries) == (1, 3)
+    assert len(client.calls) == 4
     for attempt, pause in enumerate(sleeps, start=1):
         assert 0 <= pause <= min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
 
 
-def test_write_gives_up_after_the_bound_naming_how_many_failed() -> None:
-    client, sleeps = FlakyDynamo(failures=10**6), []
-    with pytest.raises(UnprocessedItemsError, match=r"37 of 60 churn records were not written") as raised:
-        write_churn_records(records(60), TABLE, client, sleep=sleeps.append, rng=random.Random(0))
-    # 2 items of the first batch stayed unprocessed and the 35 of the later batches were never sent.
-    assert raised.value.failed == 37
-    assert len(client.requests) == MAX_ATTEMPTS
-    assert len(sleeps) == MAX_ATTEMPTS - 1
+def test_writes_give_up_after_the_bound_naming_how_many_failed() -> None:
+    client = FakeDynamo(throttled=10**6)
+    with pytest.raises(ThrottledError, match=r"3 of 3 items were not written") as raised:
+        write_items(items(3), TABLE, client, sleep=lambda _: None)
+    assert raised.value.failed == 3
+    assert len(client.calls) == 3 * MAX_ATTEMPTS
 
 
-def test_records_go_in_batches_of_25_and_the_last_record_of_a_customer_wins() -> None:
-    client = FlakyDynamo(failures=0)
-    duplicated = [*records(60), ChurnRecord("C00000", None, date(2024, 2, 1))]
-    report = write_churn_records(duplicated, TABLE, client)
-    assert [len(r) for r in client.requests] == [25, 25, 10]
-    assert (report.written, report.batches) == (60, 3)
-    first = client.requests[0][0]["PutRequest"]["Item"]
-    assert first["pk"] == {"S": "customer#C00000"}
-    assert first["features"] == {"NULL": True}
-    assert first["as_of"] == {"S": "2024-02-01"}
+def test_other_errors_are_not_retried_or_swallowed() -> None:
+    class Broken(FakeDynamo):
+        def put_item(self, **request: Any) -> dict[str, Any]:
+            raise error("AccessDeniedException")
+
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        write_items(items(2), TABLE, Broken())
 
 
-def test_bad_records_are_rejected_with_a_reason_and_the_rest_written() -> None:
-    client = FlakyDynamo(failures=0)
+def test_an_older_run_cannot_overwrite_a_newer_record() -> None:
+    client = FakeDynamo()
+    assert write_items([item("C1", "2024-03-01", probability=0.9)], TABLE, client).written == 1
+    older = write_items([item("C1", "2024-02-01", probability=0.1), item("C2", "2024-02-01")], TABLE, client)
+    assert (older.written, older.skipped_older) == (1, 1)
+    assert client.table[("customer#C1", "churn")]["probability"] == {"N": "0.9"}
+    again = write_items([item("C1", "2024-03-01", probability=0.8)], TABLE, client)  # a rerun of the same day
+    assert (again.written, again.skipped_older) == (1, 0)
+    assert client.table[("customer#C1", "churn")]["probability"] == {"N": "0.8"}
+
+
+def test_items_carry_key_as_of_version_and_attributes() -> None:
+    client = FakeDynamo()
+    write_items([item("C7", "2024-02-01", features=None, probability=None)], TABLE, client)
+    (stored,) = client.table.values()
+    assert stored["pk"] == {"S": "customer#C7"}
+    assert stored["sk"] == {"S": "churn"}
+    assert stored["as_of"] == {"S": "2024-02-01"}
+    assert stored["feature_set_version"] == {"S": "churn/9"}
+    assert stored["features"] == {"NULL": True}
+
+
+def test_bad_items_are_rejected_with_a_reason_and_the_rest_written() -> None:
+    client = FakeDynamo()
     bad = [
-        ChurnRecord("C1", {"recency_days": math.nan}, date(2024, 1, 1), 0.1, "v1"),
-        ChurnRecord("C2", {"recency_days": 1.0}, date(2024, 1, 1), 1.5, "v1"),
-        ChurnRecord("C3", {"recency_days": 1.0}, "not a date", 0.1, "v1"),
-        ChurnRecord("", {"recency_days": 1.0}, date(2024, 1, 1), 0.1, "v1"),
+        item("C1", features={"recency_days": math.nan}),
+        item("C3", "not a date"),
+        item(""),
+        item("C4", as_of="2024-01-01", expires_at=3),
     ]
-    report = write_churn_records([*bad, *records(3)], TABLE, client)
+    report = write_items([*bad, *items(3)], TABLE, client)
     assert report.written == 3
     reasons = dict(report.rejected)
-    assert set(reasons) == {"C1", "C2", "C3", ""}
+    assert set(reasons) == {"C1", "C3", "", "C4"}
     assert "features.recency_days" in reasons["C1"]
-    assert "probability" in reasons["C2"]
-    assert "customer_id" in reasons[""]
+    assert "customer id" in reasons[""]
+    assert "may not be named expires_at" in reasons["C4"]
 
 
 def test_ttl_counts_from_the_snapshot_or_from_now_for_old_snapshots() -> None:
@@ -106,32 +132,35 @@ def test_ttl_counts_from_the_snapshot_or_from_now_for_old_snapshots() -> None:
 
 def test_write_and_read_back_through_dynamodb(aws: LocalAws) -> None:
     features = {"recency_days": 12.0, "monetary": 0.1, "discount_share": 0.333333}
-    report = write_churn_records(
+    report = write_items(
         [
-            ChurnRecord("R1", features, date(2024, 3, 1), 0.42, "v7"),
-            ChurnRecord("R2", None, date(2024, 3, 1), 0.3, "v7"),
-            ChurnRecord("R3", None, "2024-03-01"),
+            item("R1", "2024-03-01", features=features, probability=0.42, model_version="v7"),
+            item("R2", "2024-03-01", features=None, probability=None, model_version=None),
         ],
         ttl_days=5,
     )
-    assert report.written == 3
-
-    scored = get_customer("R1")
+    assert report.written == 2
+    scored = get_item("customer", "R1", "churn")
     assert scored is not None
-    assert scored.features == features
-    assert (scored.as_of, scored.probability, scored.model_version) == ("2024-03-01", 0.42, "v7")
-    assert scored.cold_start is False
+    assert scored.attributes == {"features": features, "probability": 0.42, "model_version": "v7"}
+    assert (scored.as_of, scored.feature_set_version) == ("2024-03-01", "churn/9")
     assert scored.expires_at > datetime.now(UTC).timestamp()
-    cold = get_customer("R2")
+    cold = get_item("customer", "R2", "churn")
     assert cold is not None
-    assert cold.cold_start is True
-    unscored = get_customer("R3")
-    assert unscored is not None
-    assert (unscored.probability, unscored.model_version) == (None, None)
-    assert get_customer("nobody") is None
+    assert cold.attributes["features"] is None
+    assert get_item("customer", "nobody", "churn") is None
+
+
+def test_dynamodb_refuses_an_older_as_of_through_the_condition(aws: LocalAws) -> None:
+    assert write_items([item("M1", "2024-05-01", probability=0.7)]).written == 1
+    older = write_items([item("M1", "2024-04-01", probability=0.2)])
+    assert (older.written, older.skipped_older) == (0, 1)
+    stored = get_item("customer", "M1", "churn")
+    assert stored is not None
+    assert (stored.as_of, stored.attributes["probability"]) == ("2024-05-01", 0.7)
 
 
 def test_expired_items_read_as_absent(aws: LocalAws) -> None:
     long_ago = datetime(2001, 1, 1, tzinfo=UTC)
-    write_churn_records([ChurnRecord("OLD", {"x": 1.0}, date(2001, 1, 1), 0.5, "v0")], now=long_ago, ttl_days=1)
-    assert get_customer("OLD") is None
+    write_items([item("OLD", "2001-01-01")], now=long_ago, ttl_days=1)
+    assert get_item("customer", "OLD", "churn") is None

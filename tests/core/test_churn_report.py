@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shelfwise.churn_report import HeldOut, calibration_by_decile, cumulative_gains, plot_churn_report, truth_auc
+from shelfwise.churn.report import HeldOut, calibration_by_decile, cumulative_gains, plot_churn_report, truth_auc
 
 
 def test_calibration_by_decile_matches_a_calibrated_model() -> None:

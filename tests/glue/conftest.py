@@ -48,11 +48,13 @@ def make_raw_tables(n_customers: int = 40, n_orders: int = 1500, seed: int = 7) 
         schema=PRODUCT_SCHEMA,
     )
     customer_ids = [f"C{i:06d}" for i in range(n_customers)]
+    # Registered customers who never buy: the cold starts at every cutoff after they sign up.
+    never_buy = [f"N{i:06d}" for i in range(3)]
     customers = pa.Table.from_pylist(
         [
             {"customer_id": c, "signup_date": START - dt.timedelta(days=int(rng.integers(0, 400))), "region": "north",
              "channel": "store"}
-            for c in customer_ids
+            for c in [*customer_ids, *never_buy]
         ],
         schema=CUSTOMER_SCHEMA,
     )  # fmt: skip

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import DataFrame, Row
 
-from shelfwise.churn_features import CUTOFF, FEATURE_NAMES, LABEL
-from shelfwise.customer_features import customer_features, cutoff_range, labelled_cutoffs, training_set
-from shelfwise.orders_curation import curate_orders
+from shelfwise.churn.customer_features import customer_features, cutoff_range, labelled_cutoffs, training_set
+from shelfwise.churn.features import CUTOFF, FEATURE_NAMES, LABEL
+from shelfwise.curation.orders import curate_orders
 from shelfwise.schemas import CUSTOMER_SCHEMA, ORDER_LINE_SCHEMA, STOCKOUT_SCHEMA
 
 pytestmark = pytest.mark.slow

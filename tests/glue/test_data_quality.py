@@ -8,14 +8,14 @@ import math
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from shelfwise.churn_features import FEATURE_NAMES
+from shelfwise.churn.customer_features import feature_checks
+from shelfwise.churn.features import FEATURE_NAMES
 from shelfwise.data_quality import (
     DataQualityError,
     InRange,
     NullRate,
     RowCount,
     Unique,
-    feature_checks,
     validate,
 )
 

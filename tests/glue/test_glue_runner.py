@@ -16,11 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from shelfwise.churn_features import FEATURE_NAMES, LABEL
+from shelfwise.churn.features import FEATURE_NAMES, FEATURE_SET, LABEL, VERSION_COLUMN
 from shelfwise.cli import app
 from shelfwise.cli.glue import parse_extra_args
 from shelfwise.config import settings
-from shelfwise.glue_local import JOBS, JobArgumentsError, JobResult, UnknownJobError, run_job
+from shelfwise.domains import glue_jobs
+from shelfwise.glue_local import JobArgumentsError, JobResult, UnknownJobError, run_job
 from shelfwise.lake import Lake, partition_prefix
 from shelfwise.local_aws import local_aws
 
@@ -32,9 +33,14 @@ class Runs:
     curate: JobResult
     features: JobResult
     curate_again: JobResult
+    curate_changed: JobResult
+    curate_full: JobResult
     lake_after_first: dict[str, pa.Table]
     lake_after_rerun: dict[str, pa.Table]
+    lake_after_change: dict[str, pa.Table]
+    changed_day: str
     training: pa.Table
+    cold_start: pa.Table
     serving: pa.Table
     last_order_day: dt.date
 
@@ -82,13 +88,26 @@ def runs(raw_tables: dict[str, pa.Table], tmp_path_factory: pytest.TempPathFacto
             first = _read_partitions(lake, "curated/") | _read_partitions(lake, "quarantine/")
             curate_again = run_job("curate_orders", lake, {"run_date": "2025-01-01"})
             rerun = _read_partitions(lake, "curated/") | _read_partitions(lake, "quarantine/")
+            # A late correction lands in one raw partition: its first line disappears.
+            day = sorted({o.key.split("/")[2] for o in lake.list("raw/order_lines/")})[1]
+            (key,) = [o.key for o in lake.list(f"raw/order_lines/{day}/")]
+            corrected = pq.read_table(io.BytesIO(lake.get_bytes(key))).slice(1)
+            lake.write_table(corrected, f"raw/order_lines/{day}")
+            curate_changed = run_job("curate_orders", lake, {"run_date": "2025-01-01"})
+            changed = _read_partitions(lake, "curated/")
+            curate_full = run_job("curate_orders", lake, {"run_date": "2025-01-01", "full_refresh": "true"})
             yield Runs(
                 curate=curate,
                 features=features,
                 curate_again=curate_again,
+                curate_changed=curate_changed,
+                curate_full=curate_full,
                 lake_after_first=first,
                 lake_after_rerun=rerun,
+                lake_after_change=changed,
+                changed_day=day,
                 training=_with_cutoffs(_read_partitions(lake, "features/churn/training/")),
+                cold_start=_with_cutoffs(_read_partitions(lake, "features/churn/cold_start/")),
                 serving=_with_cutoffs(_read_partitions(lake, "features/churn/serving/")),
                 last_order_day=max(raw_tables["order_lines"].column("ts").to_pylist()).date(),
             )
@@ -115,17 +134,37 @@ def test_curate_orders_reconciles_and_publishes_by_order_date(runs: Runs, raw_ta
 
 
 @pytest.mark.slow
-def test_a_rerun_gives_the_same_lake(runs: Runs) -> None:
-    assert runs.curate_again.counts == runs.curate.counts
+def test_a_rerun_without_new_raw_data_curates_nothing_and_keeps_the_lake(runs: Runs) -> None:
+    assert runs.curate.counts["partitions_unchanged"] == 0
+    assert runs.curate_again.counts["partitions_curated"] == 0
+    assert runs.curate_again.counts["partitions_unchanged"] == runs.curate.counts["partitions_curated"]
+    assert runs.curate_again.counts["input"] == 0
     assert runs.lake_after_rerun.keys() == runs.lake_after_first.keys()
     for folder, table in runs.lake_after_first.items():
         assert runs.lake_after_rerun[folder].equals(table), folder
 
 
 @pytest.mark.slow
+def test_a_changed_raw_partition_is_the_only_one_curated_again(runs: Runs) -> None:
+    counts = runs.curate_changed.counts
+    assert counts["partitions_curated"] == 1
+    assert counts["partitions_unchanged"] == runs.curate.counts["partitions_curated"] - 1
+    folder = f"curated/order_lines/{runs.changed_day}"
+    before, after = runs.lake_after_first[folder], runs.lake_after_change[folder]
+    assert after.num_rows == before.num_rows - 1  # the corrected partition was replaced
+    for other, table in runs.lake_after_first.items():
+        if other.startswith("curated/") and other != folder:
+            assert runs.lake_after_change[other].equals(table), other
+    full = runs.curate_full.counts
+    assert full["partitions_curated"] == runs.curate.counts["partitions_curated"]
+    assert full["input"] == runs.curate.counts["input"] - 1
+
+
+@pytest.mark.slow
 def test_customer_features_publishes_training_and_serving_sets(runs: Runs) -> None:
     training, serving = runs.training, runs.serving
-    assert training.column_names == ["customer_id", *FEATURE_NAMES, LABEL, "cutoff"]
+    assert training.column_names == ["customer_id", *FEATURE_NAMES, LABEL, VERSION_COLUMN, "cutoff"]
+    assert set(training.column(VERSION_COLUMN).to_pylist()) == {FEATURE_SET.qualified_version}
     cutoffs = sorted(set(training.column("cutoff").to_pylist()))
     assert len(cutoffs) == runs.features.counts["training_cutoffs"] >= 2
     assert all((b - a).days == 56 for a, b in itertools.pairwise(cutoffs))
@@ -136,6 +175,29 @@ def test_customer_features_publishes_training_and_serving_sets(runs: Runs) -> No
     assert set(serving.column("cutoff").to_pylist()) == {runs.last_order_day + dt.timedelta(days=1)}
     assert serving.num_rows == runs.features.counts["serving_rows"] > 0
     assert LABEL not in serving.column_names
+    assert set(serving.column(VERSION_COLUMN).to_pylist()) == {FEATURE_SET.qualified_version}
+
+
+@pytest.mark.slow
+def test_customer_features_labels_registered_customers_without_a_purchase(runs: Runs) -> None:
+    cold = runs.cold_start
+    assert cold.column_names == ["customer_id", LABEL, VERSION_COLUMN, "cutoff"]
+    assert cold.num_rows == runs.features.counts["cold_start_rows"]
+    training = {
+        (c, d)
+        for c, d in zip(runs.training["customer_id"].to_pylist(), runs.training["cutoff"].to_pylist(), strict=True)
+    }
+    never = {
+        c: label
+        for c, label in zip(cold["customer_id"].to_pylist(), cold[LABEL].to_pylist(), strict=True)
+        if c.startswith("N")
+    }
+    assert set(never) == {"N000000", "N000001", "N000002"}
+    assert set(never.values()) == {1}  # they never buy: churned at every cutoff
+    assert 0 in cold[LABEL].to_pylist()  # and some customers bought for the first time within the horizon
+    # a customer without a purchase before a cutoff has no training row at that cutoff
+    for customer, cutoff in zip(cold["customer_id"].to_pylist(), cold["cutoff"].to_pylist(), strict=True):
+        assert (customer, cutoff) not in training
 
 
 def test_an_unknown_job_lists_the_valid_ones() -> None:
@@ -175,12 +237,12 @@ def test_extra_cli_arguments_pair_up() -> None:
         parse_extra_args(["--step_days"])
 
 
-@pytest.mark.parametrize("job", sorted(JOBS))
+@pytest.mark.parametrize("job", sorted(glue_jobs()))
 def test_a_script_missing_a_required_argument_names_it(job: str, tmp_path: Path) -> None:
-    spec = JOBS[job]
+    spec = glue_jobs()[job]
     given = list(spec.inputs)[:1]
     argv = [arg for name in given for arg in (f"--{name}", str(tmp_path))]
     completed = subprocess.run([sys.executable, str(spec.script), *argv], capture_output=True, text=True, check=False)
     assert completed.returncode != 0
-    missing = [name for name in [*spec.inputs, *spec.outputs] if name not in given]
+    missing = [name for name in spec.prefixes if name not in given]
     assert f"{job}: the following arguments are required: --{missing[0]}" in completed.stderr

@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.types import DateType, StructType
 
-from shelfwise.orders_curation import (
+from shelfwise.curation.orders import (
     COLUMNS,
     ReconciliationError,
     SchemaMismatchError,

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from shelfwise.bench.serving import ServingWorld
-from shelfwise.churn_features import FEATURE_NAMES, FEATURES
+from shelfwise.bench.serving import MODEL_FEATURES, ServingWorld, model_inputs
+from shelfwise.churn.features import FEATURE_NAMES, FEATURES
+from shelfwise.churn.publish import ChurnRecord
 from shelfwise.config import settings
 from shelfwise.local_api import LocalLambdaContext, load_lambda, proxy_event
-from shelfwise.online_store import ChurnRecord, write_churn_records
+from shelfwise.online_store import write_items
 
 CONTEXT = LocalLambdaContext(function_name="churn-test")
 
@@ -27,7 +28,8 @@ def typed(features: dict[str, float]) -> dict[str, Any]:
 
 
 def row_of(world: ServingWorld, customer_id: str) -> np.ndarray:
-    return np.asarray([[world.rows[customer_id][n] for n in FEATURE_NAMES]], dtype=np.float32)
+    """The model's input row: the stored features and the BG/NBD ones derived from them."""
+    return model_inputs(np.asarray([[world.rows[customer_id][n] for n in FEATURE_NAMES]], dtype=np.float32))
 
 
 def test_known_customer_gets_reasons_whose_contributions_add_up_to_the_logit(invoke: Any, world: ServingWorld) -> None:
@@ -39,19 +41,17 @@ def test_known_customer_gets_reasons_whose_contributions_add_up_to_the_logit(inv
     assert body["cold_start"] is False
     assert body["model_version"] == "v-test"
     assert body["risk_band"] in {"low", "medium", "high"}
-    contributions = world.booster.predict(
-        xgb.DMatrix(row_of(world, customer_id), feature_names=list(FEATURE_NAMES)), pred_contribs=True
-    )[0]
+    row = row_of(world, customer_id)
+    contributions = world.booster.predict(xgb.DMatrix(row, feature_names=list(MODEL_FEATURES)), pred_contribs=True)[0]
     logit = math.log(body["probability"] / (1 - body["probability"]))
     assert float(contributions.sum(dtype=np.float64)) == pytest.approx(logit, abs=1e-4)
     # The reasons are the largest positive contributions, largest first, with the stored feature values.
-    expected = sorted(((c, n) for n, c in zip(FEATURE_NAMES, contributions[:-1], strict=True) if c > 0), reverse=True)[
-        :3
-    ]
-    assert [r["feature"] for r in body["reasons"]] == [n for _, n in expected]
-    for reason, (contribution, name) in zip(body["reasons"], expected, strict=True):
+    values = dict(zip(MODEL_FEATURES, row[0], strict=True))
+    expected = sorted(((c, n) for n, c in zip(MODEL_FEATURES, contributions[:-1], strict=True) if c > 0), reverse=True)
+    assert [r["feature"] for r in body["reasons"]] == [n for _, n in expected[:3]]
+    for reason, (contribution, name) in zip(body["reasons"], expected, strict=False):
         assert reason["contribution"] == pytest.approx(float(contribution), abs=1e-6)
-        assert reason["value"] == pytest.approx(world.rows[customer_id][name], rel=1e-6)
+        assert reason["value"] == pytest.approx(float(values[name]), rel=1e-5)
 
 
 def test_probability_matches_the_raw_model(invoke: Any, world: ServingWorld) -> None:
@@ -67,12 +67,15 @@ def test_risk_band_follows_the_artifact_thresholds(invoke: Any, world: ServingWo
         assert body["risk_band"] == ("high" if p >= 0.6 else "low" if p < 0.3 else "medium")
 
 
-def test_cold_start_customer_gets_the_population_prior(invoke: Any, world: ServingWorld) -> None:
+def test_cold_start_customer_gets_the_prior_measured_on_customers_without_history(
+    invoke: Any, world: ServingWorld
+) -> None:
     status, _, body = invoke.get_churn(world.cold_customers[0])
     assert status == 200
     assert body["cold_start"] is True
     assert body["reasons"] == []
-    assert body["probability"] == pytest.approx(world.base_rate)
+    assert body["probability"] == pytest.approx(world.cold_start_rate)
+    assert world.cold_start_rate != pytest.approx(world.base_rate)  # not the buyers' rate
 
 
 def test_unknown_customer_is_404_naming_the_field(invoke: Any) -> None:
@@ -213,23 +216,25 @@ def test_swagger_page_is_self_contained(invoke: Any) -> None:
     assert "cdn" not in response["body"].split("<script", 1)[0].lower()
 
 
-def test_model_is_loaded_once_per_container(world: ServingWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_is_downloaded_once_per_container_within_the_ttl(world: ServingWorld) -> None:
     module = load_lambda("churn", fresh=True)
-    downloads = []
-    original = module.download_artifact
+    downloads: list[str] = []
+    models = module.service().models
+    s3 = models.s3
 
-    def counting(uri: str, dest: Any) -> Any:
-        downloads.append(uri)
-        return original(uri, dest)
+    class Counting:
+        def download_file(self, bucket: str, key: str, *args: Any, **kwargs: Any) -> Any:
+            downloads.append(key)
+            return s3().download_file(bucket, key, *args, **kwargs)
 
-    monkeypatch.setattr(module, "download_artifact", counting)
+    models.s3 = Counting
     for customer_id in sorted(world.rows)[:3]:
         assert module.handler(_get_event(customer_id), CONTEXT)["statusCode"] == 200
-    assert downloads == [world.artifact_uri]
+    assert downloads == [f"models/churn/{world.model_version}/model.tar.gz"]
 
 
-def test_no_approved_model_is_503_not_a_crash(world: ServingWorld, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHELFWISE_CHURN_MODEL_GROUP", "no-such-group")
+def test_no_approved_model_is_503_without_internal_detail(world: ServingWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHELFWISE_MODEL_GROUP_PREFIX", "nothing-here-")
     settings.cache_clear()
     try:
         module = load_lambda("churn", fresh=True)
@@ -238,7 +243,10 @@ def test_no_approved_model_is_503_not_a_crash(world: ServingWorld, monkeypatch: 
         monkeypatch.undo()
         settings.cache_clear()
     assert response["statusCode"] == 503
-    assert json.loads(response["body"])["error"]["code"] == "model_unavailable"
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "no_approved_model"
+    assert "nothing-here" not in error["message"]
+    assert "arn:" not in error["message"]
 
 
 def _get_event(customer_id: str) -> dict[str, Any]:
@@ -250,12 +258,22 @@ def _get_event(customer_id: str) -> dict[str, Any]:
     )
 
 
-def test_stored_row_missing_a_model_feature_is_a_named_server_error(invoke: Any, world: ServingWorld) -> None:
+def test_stored_row_missing_a_model_feature_is_a_5xx_in_the_error_shape(invoke: Any, world: ServingWorld) -> None:
     features = dict(world.rows[sorted(world.rows)[0]])
     del features["online_share"]
-    write_churn_records([ChurnRecord("BROKEN1", features, date.today(), 0.5, "v-test")])
+    write_items([ChurnRecord("BROKEN1", features, date.today().isoformat()).to_item()])
     status, _, body = invoke.get_churn("BROKEN1")
-    # Not the client's fault, so a 5xx, but still the error shape and a message naming the feature.
-    assert status == 500
+    # Not the client's fault, so a 5xx, but the error shape, and no internals in the message.
+    assert status == 503
     assert body["error"]["code"] == "feature_mismatch"
-    assert "online_share" in body["error"]["message"]
+
+
+def test_a_record_of_another_feature_set_version_is_refused_naming_both(invoke: Any, world: ServingWorld) -> None:
+    features = dict(world.rows[sorted(world.rows)[0]])
+    old = ChurnRecord("OLDSET1", features, date.today().isoformat(), feature_set_version="churn/1")
+    write_items([old.to_item()])
+    status, _, body = invoke.get_churn("OLDSET1")
+    assert status == 503
+    assert body["error"]["code"] == "feature_set_mismatch"
+    assert "churn/1" in body["error"]["message"]
+    assert world.model_version not in body["error"]["message"]

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shelfwise.bench.serving import ServingWorld
-from shelfwise.churn_features import FEATURES
+from shelfwise.churn.features import FEATURES
 from shelfwise.local_api import proxy_event
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,16 +14,22 @@ from typing import Any
 
 import pytest
 
+from shelfwise.churn.features import FEATURE_SET
 from shelfwise.lake import Lake
 from shelfwise.local_api import LocalLambdaContext, load_lambda
 from shelfwise.local_aws import LocalAws, local_aws
-from shelfwise.online_store import get_customer
+from shelfwise.online_store import StoredItem, get_item
 
 # A refused event publishes no metrics, and Powertools warns about that on every such call.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
 RUN = "predictions/churn/run-1/"
 FEATURES = {"recency_days": 12.0, "monetary": 80.5}
+VERSION = FEATURE_SET.qualified_version
+
+
+def customer(aws: LocalAws, customer_id: str) -> StoredItem | None:
+    return get_item("customer", customer_id, "churn", table=aws.settings.online_table)
 
 
 @pytest.fixture
@@ -50,11 +56,12 @@ def put_lines(lake: Lake, key: str, lines: list[dict[str, Any] | str]) -> None:
     lake.put_bytes(key, text.encode(), content_type="application/x-ndjson")
 
 
-def scored(customer_id: str, probability: float) -> dict[str, Any]:
+def scored(customer_id: str, probability: float, as_of: str = "2024-12-31") -> dict[str, Any]:
     return {
         "customer_id": customer_id,
         "features": FEATURES,
-        "as_of": "2024-12-31",
+        "as_of": as_of,
+        "feature_set_version": VERSION,
         "probability": probability,
         "model_version": "v7",
     }
@@ -69,9 +76,10 @@ def test_online_records_in_the_lake_become_items_and_a_bad_line_is_quarantined(
         RUN + "online_records.jsonl",
         [
             scored("C1", 0.9),
-            '{"customer_id": "C2", "features": {"recency_days": "soon"}, "as_of": "2024-12-31"}',
+            '{"customer_id": "C2", "features": {"recency_days": "soon"}, "as_of": "2024-12-31", '
+            f'"feature_set_version": "{VERSION}"}}',
             scored("C3", 0.1),
-            {"customer_id": "C4", "features": None, "as_of": "2024-12-31"},
+            {"customer_id": "C4", "features": None, "as_of": "2024-12-31", "feature_set_version": VERSION},
         ],
     )
     result = invoke(publish, {"predictions_prefix": RUN})
@@ -79,14 +87,15 @@ def test_online_records_in_the_lake_become_items_and_a_bad_line_is_quarantined(
     assert (result["lines"], result["written"], result["cold_starts"], result["rejected"]) == (4, 3, 1, 1)
     assert result["quarantine_key"] == "quarantine/churn-publish/run-1/rejected.jsonl"
 
-    c1 = get_customer("C1", table=aws.settings.online_table)
+    c1 = customer(aws, "C1")
     assert c1 is not None
-    assert (c1.probability, c1.model_version, c1.as_of, c1.features) == (0.9, "v7", "2024-12-31", FEATURES)
-    c4 = get_customer("C4", table=aws.settings.online_table)
+    assert (c1.as_of, c1.feature_set_version) == ("2024-12-31", VERSION)
+    assert c1.attributes == {"probability": 0.9, "model_version": "v7", "features": FEATURES}
+    c4 = customer(aws, "C4")
     assert c4 is not None
-    assert c4.cold_start
-    assert c4.probability is None
-    assert get_customer("C2", table=aws.settings.online_table) is None
+    assert c4.attributes["features"] is None
+    assert c4.attributes["probability"] is None
+    assert customer(aws, "C2") is None
 
     (quarantined,) = [json.loads(line) for line in lake.get_bytes(result["quarantine_key"]).decode().splitlines()]
     assert quarantined["line"] == 2
@@ -101,6 +110,34 @@ def test_bucket_and_key_name_the_object_and_a_clean_run_quarantines_nothing(aws:
     result = invoke(publish, {"bucket": lake.bucket, "key": "predictions/churn/other/online_records.jsonl"})
     assert (result["written"], result["rejected"], result["quarantine_key"]) == (1, 0, None)
     assert list(lake.list("quarantine/")) == []
+
+
+def test_a_redrive_of_an_older_run_cannot_roll_customers_back(aws: LocalAws, publish: ModuleType) -> None:
+    lake = Lake(aws.settings)
+    put_lines(lake, "predictions/churn/today/online_records.jsonl", [scored("C1", 0.9, "2024-12-31")])
+    put_lines(
+        lake,
+        "predictions/churn/last-month/online_records.jsonl",
+        [scored("C1", 0.2, "2024-11-30"), scored("C9", 0.3, "2024-11-30")],
+    )
+    assert invoke(publish, {"predictions_prefix": "predictions/churn/today/"})["written"] == 1
+    redrive = invoke(publish, {"predictions_prefix": "predictions/churn/last-month/"})
+    assert (redrive["lines"], redrive["written"], redrive["skipped_older"], redrive["rejected"]) == (2, 1, 1, 0)
+    c1 = customer(aws, "C1")
+    assert c1 is not None
+    assert (c1.as_of, c1.attributes["probability"]) == ("2024-12-31", 0.9)
+
+
+def test_lines_of_another_feature_set_version_are_rejected_naming_both(aws: LocalAws, publish: ModuleType) -> None:
+    lake = Lake(aws.settings)
+    old = scored("C5", 0.5) | {"feature_set_version": "churn/1"}
+    put_lines(lake, RUN + "online_records.jsonl", [old, scored("C6", 0.4)])
+    result = invoke(publish, {"predictions_prefix": RUN})
+    assert (result["written"], result["rejected"]) == (1, 1)
+    (quarantined,) = [json.loads(line) for line in lake.get_bytes(result["quarantine_key"]).decode().splitlines()]
+    assert "'churn/1'" in quarantined["reason"]
+    assert VERSION in quarantined["reason"]
+    assert customer(aws, "C5") is None
 
 
 @pytest.mark.parametrize(

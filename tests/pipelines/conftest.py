@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shelfwise.churn_features import CUTOFF, FEATURE_NAMES, LABEL
+from shelfwise.churn.features import CUTOFF, FEATURE_NAMES, FEATURE_SET, LABEL, VERSION_COLUMN
 
 FIRST_CUTOFF = dt.date(2024, 1, 1)
 
@@ -41,10 +41,12 @@ def feature_frame(
             frequency=frequency.astype(float),
             monetary=frequency * rng.gamma(2, 30, n),
             tenure_days=recency + ipt_mean * frequency,
+            first_purchase_days=recency + ipt_mean * (frequency - 1),
         )
         frame = pd.DataFrame(data)
         frame.insert(0, CUTOFF, FIRST_CUTOFF + dt.timedelta(days=30 * k))
         frame.insert(0, "customer_id", [f"C{i:06d}" for i in range(n)])
+        frame[VERSION_COLUMN] = FEATURE_SET.qualified_version
         if labelled:
             logit = 2.5 * np.log(recency / ipt_mean + 0.05) - 0.1 * (frequency - 5) if signal else np.zeros(n)
             frame[LABEL] = (rng.random(n) < 1 / (1 + np.exp(-(logit + intercept)))).astype("int8")

@@ -43,12 +43,20 @@ def allow_cloudwatch_logs(key: kms.Key) -> None:
 
 
 def allow_cloudwatch_alarms(key: kms.Key) -> None:
-    """Let CloudWatch alarms publish to SNS topics encrypted with `key`."""
+    """Let CloudWatch alarms of this account (and only those: a confused deputy in another account cannot) publish
+    to SNS topics encrypted with `key`."""
+    stack = Stack.of(key)
     key.add_to_resource_policy(
         iam.PolicyStatement(
             sid="AllowCloudWatchAlarmsToEncryptedTopics",
             principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
             resources=["*"],
+            conditions={
+                "StringEquals": {"aws:SourceAccount": stack.account},
+                "ArnLike": {
+                    "aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"
+                },
+            },
         )
     )

@@ -10,14 +10,16 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
+from shelfwise_cdk.constructs.lake_access import grant_asset_read
+
 GLUE_VERSION = "5.0"
 
 
 class ShelfwiseGlueJob(Construct):
     """A `glueetl` job on Glue 5.0 (Spark 3.5, Python 3.11) with continuous logging, metrics and encryption.
 
-    The job role gets read access to the script and library assets; everything else it needs (lake prefixes,
-    keys) the caller grants.
+    The job role gets read access to exactly the script and library objects; everything else it needs (lake
+    prefixes, keys) the caller grants. No retries of its own: the orchestration retries.
     """
 
     def __init__(
@@ -36,7 +38,8 @@ class ShelfwiseGlueJob(Construct):
         worker_type: str = "G.1X",
         number_of_workers: int = 2,
         timeout_minutes: int = 60,
-        max_retries: int = 1,
+        # The daily chain's state machine retries a failed run; a Glue retry would hide the failure from it.
+        max_retries: int = 0,
     ) -> None:
         super().__init__(scope, construct_id)
         if not script.is_file():
@@ -44,9 +47,9 @@ class ShelfwiseGlueJob(Construct):
         if number_of_workers < 2:
             raise ValueError(f"a Glue Spark job needs at least 2 workers, got {number_of_workers}")
         self.script = s3_assets.Asset(self, "Script", path=str(script))
-        self.script.grant_read(role)
-        for library in libraries:
-            library.grant_read(role)
+        grant_asset_read(role, self.script, "JobScript")
+        for index, library in enumerate(libraries):
+            grant_asset_read(role, library, f"JobLibrary{index}")
         self.job = glue.CfnJob(
             self,
             "Job",

@@ -34,13 +34,15 @@ class BundleSource:
 
 @jsii.implements(ILocalBundling)
 class PipLocalBundling:
-    """`ILocalBundling` that copies `sources` and installs `requirements` for `python_version` on `platforms`."""
+    """`ILocalBundling` that copies `sources` and installs `requirements` for `python_version` on `platforms`, every
+    package pinned by `constraints` (the project's constraints.txt)."""
 
     def __init__(
         self,
         *,
         sources: Sequence[BundleSource],
         requirements: Path | None = None,
+        constraints: Path | None = None,
         python_version: str = "3.12",
         platforms: Sequence[str] = ("manylinux2014_x86_64",),
         runtime_provided: Sequence[str] = RUNTIME_PACKAGES,
@@ -48,6 +50,7 @@ class PipLocalBundling:
         self.sources = tuple(sources)
         self.runtime_provided = tuple(runtime_provided)
         self.requirements = requirements
+        self.constraints = constraints
         self.python_version = python_version
         if not platforms:
             raise ValueError("at least one wheel platform is needed")
@@ -86,6 +89,8 @@ class PipLocalBundling:
             str(output_dir),
             "-r",
             str(self.requirements),
+            # Every package, dependencies included, at the version the project tests with.
+            *(["-c", str(self.constraints)] if self.constraints is not None else []),
         ]
 
     def _pip_install(self, output_dir: Path) -> None:

@@ -40,6 +40,7 @@ class ShelfwisePythonFunction(Construct):
         code_dir: Path,
         library_dirs: Sequence[Path] = (),
         requirements: Path | None = None,
+        constraints: Path | None = None,
         environment: Mapping[str, str] | None = None,
         log_key: kms.IKey,
         description: str | None = None,
@@ -69,7 +70,7 @@ class ShelfwisePythonFunction(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler=handler,
-            code=bundled_code(code_dir, library_dirs, requirements),
+            code=bundled_code(code_dir, library_dirs, requirements, constraints),
             role=self.role,
             environment=dict(environment or {}),
             memory_size=memory_size,
@@ -81,15 +82,20 @@ class ShelfwisePythonFunction(Construct):
         )
 
 
-def bundled_code(code_dir: Path, library_dirs: Sequence[Path], requirements: Path | None) -> lambda_.Code:
-    """Lambda code from `code_dir`, bundled locally with the library folders and the pinned requirements."""
+def bundled_code(
+    code_dir: Path, library_dirs: Sequence[Path], requirements: Path | None, constraints: Path | None = None
+) -> lambda_.Code:
+    """Lambda code from `code_dir`, bundled locally with the library folders and the requirements, pinned by
+    `constraints`."""
     bundler = PipLocalBundling(
         sources=[BundleSource(code_dir), *(BundleSource(d, d.name) for d in library_dirs)],
         requirements=requirements,
+        constraints=constraints,
         python_version=PYTHON_VERSION,
         platforms=PLATFORMS,
     )
-    fingerprint = tree_hash([code_dir, *library_dirs], [requirements] if requirements else [])
+    pins = [p for p in (requirements, constraints) if p is not None]
+    fingerprint = tree_hash([code_dir, *library_dirs], pins)
     return lambda_.Code.from_asset(
         str(code_dir),
         asset_hash=f"{fingerprint}-py{PYTHON_VERSION}-{'-'.join(PLATFORMS)}",

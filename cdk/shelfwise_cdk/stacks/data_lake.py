@@ -6,10 +6,14 @@ stack uses `Settings.lake_bucket_name` when the deployment sets one (context `sh
 `shelfwise-<env>-lake-<account>-<region>`. The name is a plain value (with the `AWS::AccountId` pseudo parameter),
 so other stacks reference the bucket without a cross-stack export that would pin it, and their policies name it
 readably. Functions and jobs get it through `SHELFWISE_LAKE_BUCKET`.
+
+Lifecycle: raw data ages into cheaper storage classes; every prefix a domain declares as growing with each run
+(serving features, pipeline scratch, predictions, quarantine: `Domain.retention`) expires after its days.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +24,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from shelfwise.config import Settings
+from shelfwise.domain import Retention
 from shelfwise_cdk.constructs.encryption import rotating_key
 from shelfwise_cdk.nag import acknowledge
 
@@ -63,8 +68,11 @@ def lake_bucket_name(cfg: Settings) -> str:
 class DataLakeStack(Stack):
     """The lake bucket with its key, access logs and catalog database; other stacks take these as props."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, cfg: Settings, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, cfg: Settings, retention: Sequence[Retention] = (), **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.retention = tuple(retention)
         self.key = rotating_key(
             self,
             "LakeKey",
@@ -128,14 +136,27 @@ class DataLakeStack(Stack):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=logs,
             server_access_logs_prefix="lake/",
-            lifecycle_rules=lake_lifecycle_rules(),
+            lifecycle_rules=lake_lifecycle_rules(self.retention),
             removal_policy=RemovalPolicy.RETAIN,
         )
 
 
-def lake_lifecycle_rules() -> list[s3.LifecycleRule]:
-    """Raw data ages into cheaper classes; old versions of every object expire; failed uploads are cleaned up."""
+def lake_lifecycle_rules(retention: Sequence[Retention] = ()) -> list[s3.LifecycleRule]:
+    """Raw data ages into cheaper classes; growing prefixes expire; old versions of every object expire; failed
+    uploads are cleaned up."""
+    prefixes = [r.prefix for r in retention]
+    if len(set(prefixes)) != len(prefixes) or any(p.startswith("raw/") for p in prefixes):
+        raise ValueError(f"retention prefixes must be unique and outside raw/, got {prefixes}")
+    expiring = [
+        s3.LifecycleRule(
+            id=f"expire-{r.prefix.strip('/').replace('/', '-').replace('_', '-')}",
+            prefix=r.prefix,
+            expiration=Duration.days(r.days),
+        )
+        for r in retention
+    ]
     return [
+        *expiring,
         s3.LifecycleRule(
             id="raw-to-archive",
             prefix="raw/",

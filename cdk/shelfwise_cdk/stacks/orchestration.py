@@ -1,25 +1,30 @@
-"""Orchestration stack: the daily chain in AWS, as `shelfwise demo` runs it locally.
+"""Orchestration stack: the daily chain in AWS, as `shelfwise demo` runs it locally, read from the domains.
 
 A Standard Step Functions state machine, started by an EventBridge schedule:
 
-    CurateOrders (Glue, .sync) -> CustomerFeatures (Glue, .sync) -> StartChurnPipeline (SageMaker)
-    -> WaitForPipeline -> CountPipelinePoll -> DescribePipelineExecution -> PipelineStatus?
-         Succeeded          -> PublishChurnScores (Lambda) -> Published
-         Failed / Stopped   -> PipelineFailed (the execution's description, FailureReason included, as the cause)
-         polled max times   -> StopOverduePipeline -> PipelineTimedOut
-         otherwise          -> WaitForPipeline
+    RunDate -> every Glue job in order (start, then poll until it ends)
+    -> per domain with a pipeline:
+         training pipeline (start, poll; whatever the candidate did at the gate, the chain goes on)
+         -> the newest approved package (`shelfwise.pipelines.registry.NEWEST_APPROVED_QUERY`, the query the API
+            and the local runner use) -> none: fail NoApprovedModel
+         -> scoring pipeline with that package on today's serving partition (start, poll)
+         -> the domain's publisher (Lambda) writes the scores to the online store
+    -> Published
 
-The batch score writes to `predictions/churn/<pipeline execution id>/` (`ExecutionId` in the pipeline definition),
-and the execution id is the last part of the `PipelineExecutionArn` that `startPipelineExecution` returns, so the
-state machine derives the publish prefix from that ARN: no extra pipeline parameter, no listing of the lake.
+Step Functions owns retries: starting and polling jobs and pipelines retry AWS's transient errors with backoff;
+the Glue jobs have no retries of their own and SageMaker steps no retry policies. A failed Glue job or scoring run
+ends the execution before anything is published, so yesterday's serving data stays in place, and raises the
+ChainFailed alarm. Glue tasks are written as start + poll (not `.sync`), which also lets the definition itself run
+in moto's Step Functions interpreter in the tests.
 
-The publish function (`lambdas/churn_publish`) reads `predictions/churn/*`, writes the online table and puts
-rejected lines under `quarantine/churn-publish/*`. Failed or timed-out executions and rejected lines raise alarms
-on the deployment's alarm topic.
+The run date is the execution's start date, passed to each job's run-date option and naming the serving partition,
+so a redriven execution redoes the same day.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,51 +35,62 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from shelfwise.config import Settings
-from shelfwise_cdk.constructs.encryption import allow_cloudwatch_logs, rotating_key
+from shelfwise.domain import Domain, GlueJob
+from shelfwise.pipelines.registry import NEWEST_APPROVED_QUERY, SHA256_KEY
+from shelfwise_cdk.constructs.lake_access import grant_lake
 from shelfwise_cdk.constructs.python_function import ShelfwisePythonFunction
 from shelfwise_cdk.nag import acknowledge, acknowledge_wildcards
-from shelfwise_cdk.stacks.churn_api import function_environment
+from shelfwise_cdk.stacks.api import function_environment
 from shelfwise_cdk.stacks.data_lake import LakeRef
 
-PREDICTIONS_PREFIX = "predictions/churn/"
-QUARANTINE_PREFIX = "quarantine/churn-publish/"
-PUBLISH_SERVICE = "churn-publish"
 #: `PipelineExecutionArn` = arn:<partition>:sagemaker:<region>:<account>:pipeline/<name>/execution/<id>; split on
 #: "/" the execution id is item 3 (pipeline names cannot hold "/").
 EXECUTION_ID_ITEM = 3
 FINISHED_BADLY = ("Failed", "Stopped")
+GLUE_FAILED = ("FAILED", "ERROR", "TIMEOUT", "STOPPED")
+GLUE_TRANSIENT = [
+    "Glue.ThrottlingException",
+    "Glue.InternalServiceException",
+    "Glue.OperationTimeoutException",
+]
+SAGEMAKER_TRANSIENT = ["SageMaker.ThrottlingException", "SageMaker.InternalFailure", "SageMaker.ServiceUnavailable"]
 
 
 @dataclass(frozen=True)
-class ChainTargets:
-    """What the chain runs, by name: the two Glue jobs in order and the churn pipeline."""
+class DomainChain:
+    """What the chain runs for a domain with a pipeline: its pipelines by name and its publisher."""
 
-    curate_orders_job: str
-    customer_features_job: str
-    pipeline_name: str
+    domain: Domain
+    training_pipeline: str
+    scoring_pipeline: str
+    model_package_group: str
 
 
 @dataclass(frozen=True)
 class OrchestrationLimits:
-    """How long each part may take; defaults fit the default world with room to grow. The Glue jobs end at their
-    own timeout (`ShelfwiseGlueJob`), which the chain does not override."""
+    """How long each part may take; defaults fit the default world with room to grow."""
 
-    poll_interval_minutes: int = 5
-    max_polls: int = 72  # 6 hours of pipeline at the default interval
-    execution_timeout_hours: int = 12
+    glue_poll_seconds: int = 60
+    glue_max_polls: int = 120  # two hours per job
+    pipeline_poll_minutes: int = 5
+    pipeline_max_polls: int = 72  # six hours per pipeline
+    execution_timeout_hours: int = 18
     publish_timeout_minutes: int = 15  # Lambda's maximum
+    #: A day without a publish alarms: the daily chain did not refresh the serving data.
+    publish_expected_hours: int = 26
 
 
 class OrchestrationStack(Stack):
-    """State machine, its schedule, the publish function, encrypted logs and alarms."""
+    """State machine, its schedule, the publishers, encrypted logs and alarms."""
 
     def __init__(
         self,
@@ -84,30 +100,34 @@ class OrchestrationStack(Stack):
         cfg: Settings,
         lake: LakeRef,
         online_table: dynamodb.ITable,
-        chain: ChainTargets,
+        operations_key: kms.IKey,
         alarm_topic: sns.ITopic,
-        publish_code_dir: Path,
+        glue_jobs: Sequence[GlueJob],
+        chains: Sequence[DomainChain],
         library_dir: Path,
+        constraints: Path,
         schedule: str,
         limits: OrchestrationLimits | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        limits = limits or OrchestrationLimits()
-        self.key = rotating_key(
-            self,
-            "OrchestrationKey",
-            alias=f"alias/{cfg.resource_name('orchestration')}",
-            description=f"Shelfwise {cfg.env}: encrypts the daily chain's state machine and function logs",
-        )
-        allow_cloudwatch_logs(self.key)
-        self.publisher = self._publish_function(cfg, lake, online_table, publish_code_dir, library_dir, limits)
-        self.state_machine = self._state_machine(cfg, chain, limits)
+        self.cfg, self.lake, self.limits = cfg, lake, limits or OrchestrationLimits()
+        self.key = operations_key
+        self.publishers = {
+            chain.domain.name: self._publisher(chain.domain, online_table, library_dir, constraints) for chain in chains
+        }
+        #: The Powertools service name each publisher's metrics carry (its folder name with dashes).
+        self.publisher_services = {
+            chain.domain.name: chain.domain.publisher.name.replace("_", "-")
+            for chain in chains
+            if chain.domain.publisher is not None
+        }
+        self.state_machine = self._state_machine(glue_jobs, chains)
         self.rule = events.Rule(
             self,
             "Schedule",
             rule_name=cfg.resource_name("daily-chain"),
-            description=f"Shelfwise {cfg.env}: starts the daily chain (Glue -> churn pipeline -> online store)",
+            description=f"Shelfwise {cfg.env}: starts the daily chain (Glue -> pipelines -> online store)",
             schedule=events.Schedule.expression(schedule),
             targets=[
                 targets.SfnStateMachine(
@@ -120,36 +140,51 @@ class OrchestrationStack(Stack):
         )
         self.alarms = self._alarms(alarm_topic)
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
-        CfnOutput(self, "PublishFunctionName", value=self.publisher.function.function_name)
+        for name, publisher in self.publishers.items():
+            CfnOutput(self, f"{_pascal(name)}PublishFunctionName", value=publisher.function.function_name)
 
-    # -- the publish function ----------------------------------------------------------------------------------
-    def _publish_function(
-        self,
-        cfg: Settings,
-        lake: LakeRef,
-        online_table: dynamodb.ITable,
-        code_dir: Path,
-        library_dir: Path,
-        limits: OrchestrationLimits,
+    # -- publishers --------------------------------------------------------------------------------------------
+    def _publisher(
+        self, domain: Domain, online_table: dynamodb.ITable, library_dir: Path, constraints: Path
     ) -> ShelfwisePythonFunction:
-        environment = function_environment(cfg, lake.bucket_name, online_table.table_name)
-        environment["POWERTOOLS_SERVICE_NAME"] = PUBLISH_SERVICE
+        spec = domain.publisher
+        if spec is None:
+            raise ValueError(f"domain {domain.name} has a pipeline but no publisher")
         publisher = ShelfwisePythonFunction(
             self,
-            "PublishFunction",
+            f"{_pascal(spec.name)}Function",
             handler="app.handler",
-            code_dir=code_dir,
+            code_dir=spec.code_dir,
             library_dirs=[library_dir],
-            requirements=code_dir / "requirements.txt",
-            environment=environment,
+            requirements=spec.code_dir / "requirements.txt",
+            constraints=constraints,
+            environment=function_environment(
+                self.cfg, self.lake.bucket_name, online_table.table_name, spec.name.replace("_", "-")
+            ),
             log_key=self.key,
-            description=f"Shelfwise {cfg.env}: writes a churn batch run's online records to the online store",
+            description=f"Shelfwise {self.cfg.env}: {spec.description}",
             # 1 GiB for CPU (Lambda scales it with memory): parsing and serializing the lines is the publisher's
-            # bottleneck next to DynamoDB's batch latency.
-            memory_size=1024,
-            timeout=Duration.minutes(limits.publish_timeout_minutes),
+            # bottleneck next to DynamoDB's latency.
+            memory_size=spec.memory_mb,
+            timeout=Duration.minutes(self.limits.publish_timeout_minutes),
         )
-        self._grant_publish(publisher, lake.bucket(self), online_table)
+        role = publisher.role
+        grant_lake(role, self.lake, read=spec.reads, put_only=spec.writes, sid="Runs")
+        # Conditional puts only (an older as_of never replaces a newer one): no reads, updates or deletes.
+        role.add_to_policy(
+            iam.PolicyStatement(sid="PutOnlineItems", actions=["dynamodb:PutItem"], resources=[online_table.table_arn])
+        )
+        if online_table.encryption_key is not None:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="EncryptOnlineItems",
+                    actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[online_table.encryption_key.key_arn],
+                )
+            )
+        acknowledge_wildcards(
+            role, resources={"*": "X-Ray PutTraceSegments/PutTelemetryRecords support no resource ARNs."}
+        )
         acknowledge(
             publisher.function,
             "AwsSolutions-L1",
@@ -158,188 +193,27 @@ class OrchestrationStack(Stack):
         )
         return publisher
 
-    def _grant_publish(
-        self, publisher: ShelfwisePythonFunction, lake_bucket: s3.IBucket, online_table: dynamodb.ITable
-    ) -> None:
-        """Read the batch runs, put rejected lines in quarantine, write the online table: nothing else."""
-        role = publisher.role
-        lake_bucket.grant_read(role, f"{PREDICTIONS_PREFIX}*")
-        lake_bucket.grant_put(role, f"{QUARANTINE_PREFIX}*")
-        # Puts only: publishing never reads, updates or deletes items.
-        online_table.grant(role, "dynamodb:BatchWriteItem", "dynamodb:PutItem")
-        if online_table.encryption_key is not None:
-            online_table.encryption_key.grant_encrypt_decrypt(role)
-        acknowledge_wildcards(
-            role,
-            actions={
-                "s3:GetObject*": "Reads (data, version) of batch-run objects under predictions/churn/ only.",
-                "s3:GetBucket*": "The S3 client reads the lake bucket's location; lake bucket only.",
-                "s3:List*": "Part of the read grant on predictions/churn/; lake bucket only.",
-                "s3:Abort*": "The S3 upload of a large quarantine file may abort its multipart upload.",
-                "kms:GenerateDataKey*": "Writes to the SSE-KMS lake and the encrypted table need data keys.",
-                "kms:ReEncrypt*": "Part of the encrypt grant on the lake and online-store keys only.",
-            },
-            resources={
-                lake_bucket.arn_for_objects(f"{PREDICTIONS_PREFIX}*"): "The churn batch runs, one folder per run.",
-                lake_bucket.arn_for_objects(f"{QUARANTINE_PREFIX}*"): "Rejected lines, one folder per run.",
-                "*": "X-Ray PutTraceSegments/PutTelemetryRecords support no resource ARNs.",
-            },
-        )
-
     # -- the state machine -------------------------------------------------------------------------------------
-    def _state_machine(self, cfg: Settings, chain: ChainTargets, limits: OrchestrationLimits) -> sfn.StateMachine:
-        pipeline_arn = self.format_arn(service="sagemaker", resource="pipeline", resource_name=chain.pipeline_name)
-        executions_arn = f"{pipeline_arn}/execution/*"
-        curate = tasks.GlueStartJobRun(
+    def _state_machine(self, glue_jobs: Sequence[GlueJob], chains: Sequence[DomainChain]) -> sfn.StateMachine:
+        run_date = sfn.Pass(
             self,
-            "CurateOrders",
-            glue_job_name=chain.curate_orders_job,
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            # The execution's start date, not "today" when the job starts: a redriven execution curates the same day.
-            arguments=sfn.TaskInput.from_object(
-                {
-                    "--run_date": sfn.JsonPath.array_get_item(
-                        sfn.JsonPath.string_split(sfn.JsonPath.string_at("$$.Execution.StartTime"), "T"), 0
-                    )
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        features = tasks.GlueStartJobRun(
-            self,
-            "CustomerFeatures",
-            glue_job_name=chain.customer_features_job,
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        for job in (curate, features):
-            # Each job runs one at a time (MaxConcurrentRuns 1): wait out a manual run instead of failing.
-            job.add_retry(
-                errors=["Glue.ConcurrentRunsExceededException"],
-                interval=Duration.minutes(5),
-                max_attempts=3,
-                backoff_rate=2,
-            )
-        start = tasks.CallAwsService(
-            self,
-            "StartChurnPipeline",
-            service="sagemaker",
-            action="startPipelineExecution",
-            iam_action="sagemaker:StartPipelineExecution",
-            iam_resources=[pipeline_arn],
+            "RunDate",
             parameters={
-                "PipelineName": chain.pipeline_name,
-                "PipelineExecutionDescription": sfn.JsonPath.format(
-                    "Started by Step Functions execution {}", sfn.JsonPath.execution_name
-                ),
+                "date": sfn.JsonPath.array_get_item(
+                    sfn.JsonPath.string_split(sfn.JsonPath.string_at("$$.Execution.StartTime"), "T"), 0
+                )
             },
-            result_selector={"arn": sfn.JsonPath.string_at("$.PipelineExecutionArn"), "polls": 0},
-            result_path="$.pipeline",
+            result_path="$.run",
         )
-        poll_interval = sfn.WaitTime.duration(Duration.minutes(limits.poll_interval_minutes))
-        wait = sfn.Wait(self, "WaitForPipeline", time=poll_interval)
-        count = sfn.Pass(
-            self,
-            "CountPipelinePoll",
-            parameters={
-                "arn": sfn.JsonPath.string_at("$.pipeline.arn"),
-                "polls": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.pipeline.polls"), 1),
-            },
-            result_path="$.pipeline",
-        )
-        describe = tasks.CallAwsService(
-            self,
-            "DescribePipelineExecution",
-            service="sagemaker",
-            action="describePipelineExecution",
-            iam_action="sagemaker:DescribePipelineExecution",
-            iam_resources=[executions_arn],
-            parameters={"PipelineExecutionArn": sfn.JsonPath.string_at("$.pipeline.arn")},
-            # The whole description as text too: FailureReason is present only on failure, and a Fail state's
-            # cause cannot name a field that may be missing.
-            result_selector={
-                "status": sfn.JsonPath.string_at("$.PipelineExecutionStatus"),
-                "description": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
-            },
-            result_path="$.pipeline.execution",
-        )
-        for call in (start, describe):
-            call.add_retry(errors=["SageMaker.ThrottlingException"], interval=Duration.seconds(10), backoff_rate=2)
-        failed = sfn.Fail(
-            self,
-            "PipelineFailed",
-            error="ChurnPipelineFailed",
-            cause_path=sfn.JsonPath.format(
-                "Churn pipeline execution {} ended {}: {}",
-                sfn.JsonPath.string_at("$.pipeline.arn"),
-                sfn.JsonPath.string_at("$.pipeline.execution.status"),
-                sfn.JsonPath.string_at("$.pipeline.execution.description"),
-            ),
-        )
-        stop = tasks.CallAwsService(
-            self,
-            "StopOverduePipeline",
-            service="sagemaker",
-            action="stopPipelineExecution",
-            iam_action="sagemaker:StopPipelineExecution",
-            iam_resources=[executions_arn],
-            parameters={
-                "PipelineExecutionArn": sfn.JsonPath.string_at("$.pipeline.arn"),
-                "ClientRequestToken": sfn.JsonPath.uuid(),
-            },
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        timed_out = sfn.Fail(
-            self,
-            "PipelineTimedOut",
-            error="ChurnPipelineTimedOut",
-            cause_path=sfn.JsonPath.format(
-                "Churn pipeline execution {} still not finished after {} polls; stopped",
-                sfn.JsonPath.string_at("$.pipeline.arn"),
-                sfn.JsonPath.string_at("$.pipeline.polls"),
-            ),
-        )
-        publish = tasks.LambdaInvoke(
-            self,
-            "PublishChurnScores",
-            lambda_function=self.publisher.function,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "predictions_prefix": sfn.JsonPath.format(
-                        PREDICTIONS_PREFIX + "{}/",
-                        sfn.JsonPath.array_get_item(
-                            sfn.JsonPath.string_split(sfn.JsonPath.string_at("$.pipeline.arn"), "/"),
-                            EXECUTION_ID_ITEM,
-                        ),
-                    )
-                }
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            task_timeout=sfn.Timeout.duration(Duration.minutes(limits.publish_timeout_minutes + 1)),
-            result_path="$.publish",
-        )
-        # Publishing is idempotent (puts by key): a throttled run is simply published again.
-        publish.add_retry(errors=["UnprocessedItemsError"], interval=Duration.minutes(1), max_attempts=2)
-        status = (
-            sfn.Choice(self, "PipelineStatus")
-            .when(
-                sfn.Condition.string_equals("$.pipeline.execution.status", "Succeeded"),
-                publish.next(sfn.Succeed(self, "Published")),
-            )
-            .when(
-                sfn.Condition.or_(
-                    *(sfn.Condition.string_equals("$.pipeline.execution.status", s) for s in FINISHED_BADLY)
-                ),
-                failed,
-            )
-            .when(
-                sfn.Condition.number_greater_than_equals("$.pipeline.polls", limits.max_polls),
-                stop.next(timed_out),
-            )
-            .otherwise(wait)
-        )
-        definition = curate.next(features).next(start).next(wait).next(count).next(describe).next(status)
+        steps: list[tuple[sfn.IChainable, sfn.INextable]] = [(run_date, run_date)]
+        for job in glue_jobs:
+            steps.append(self._glue_job(job))
+        for chain in chains:
+            steps.append(self._domain(chain))
+        done = sfn.Succeed(self, "Published")
+        for (_, end), (start, _) in itertools.pairwise(steps):
+            end.next(start)
+        steps[-1][1].next(done)
         log_group = logs.LogGroup(
             self,
             "StateMachineLogs",
@@ -350,27 +224,309 @@ class OrchestrationStack(Stack):
         machine = sfn.StateMachine(
             self,
             "DailyChain",
-            state_machine_name=cfg.resource_name("daily-chain"),
+            state_machine_name=self.cfg.resource_name("daily-chain"),
             state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            timeout=Duration.hours(limits.execution_timeout_hours),
+            definition_body=sfn.DefinitionBody.from_chainable(run_date),
+            timeout=Duration.hours(self.limits.execution_timeout_hours),
             tracing_enabled=True,
             # Every state transition is logged; execution data (inputs, outputs, error causes) stays in the
             # execution history, which only principals allowed to read this state machine can see.
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
-            comment=f"Shelfwise {cfg.env}: Glue curation and features, churn pipeline, publish to the online store",
+            comment=f"Shelfwise {self.cfg.env}: Glue jobs, each domain's pipelines, publish to the online store",
         )
-        acknowledge_wildcards(
-            machine.role,
-            resources={
-                executions_arn: "Executions of the churn pipeline only; SageMaker names each execution.",
-                f"{self.publisher.function.function_arn}:*": "Versions of the publish function only (CDK's "
-                "LambdaInvoke grant); the task calls the unqualified function.",
-                "*": "Log delivery (logs:*LogDelivery*, DescribeLogGroups, resource policies) and X-Ray segments "
-                "support no resource ARNs.",
-            },
-        )
+        self._acknowledge_machine(machine, glue_jobs, chains)
         return machine
+
+    def _glue_job(self, job: GlueJob) -> tuple[sfn.IChainable, sfn.INextable]:
+        """Start the job (its run-date option set), poll until it ends; a failed or overdue run fails the chain."""
+        name, job_name = _pascal(job.name), self.cfg.resource_name(job.resource_suffix)
+        arguments = {f"--{job.run_date_option}": sfn.JsonPath.string_at("$.run.date")} if job.run_date_option else {}
+        start = tasks.CallAwsService(
+            self,
+            f"Start{name}",
+            service="glue",
+            action="startJobRun",
+            iam_action="glue:StartJobRun",
+            iam_resources=[self._glue_arn(job_name)],
+            parameters={"JobName": job_name, **({"Arguments": arguments} if arguments else {})},
+            result_selector={"id": sfn.JsonPath.string_at("$.JobRunId"), "polls": 0},
+            result_path="$.job",
+        )
+        # A manual run of the same job holds its one concurrent slot: wait it out.
+        start.add_retry(
+            errors=["Glue.ConcurrentRunsExceededException"],
+            interval=Duration.minutes(5),
+            max_attempts=3,
+            backoff_rate=2,
+        )
+        start.add_retry(errors=GLUE_TRANSIENT, interval=Duration.seconds(30), max_attempts=4, backoff_rate=2)
+        wait = sfn.Wait(
+            self, f"WaitFor{name}", time=sfn.WaitTime.duration(Duration.seconds(self.limits.glue_poll_seconds))
+        )
+        count = sfn.Pass(
+            self,
+            f"Count{name}Poll",
+            parameters={
+                "id": sfn.JsonPath.string_at("$.job.id"),
+                "polls": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.job.polls"), 1),
+            },
+            result_path="$.job",
+        )
+        poll = tasks.CallAwsService(
+            self,
+            f"Poll{name}",
+            service="glue",
+            action="getJobRun",
+            iam_action="glue:GetJobRun",
+            iam_resources=[self._glue_arn(job_name)],
+            parameters={"JobName": job_name, "RunId": sfn.JsonPath.string_at("$.job.id")},
+            result_selector={
+                "state": sfn.JsonPath.string_at("$.JobRun.JobRunState"),
+                "description": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.JobRun")),
+            },
+            result_path="$.job.run",
+        )
+        poll.add_retry(errors=GLUE_TRANSIENT, interval=Duration.seconds(30), max_attempts=4, backoff_rate=2)
+        failed = sfn.Fail(
+            self,
+            f"{name}Failed",
+            error="GlueJobFailed",
+            cause_path=sfn.JsonPath.format(
+                "Glue job {} run ended {}: {}",
+                job_name,
+                sfn.JsonPath.string_at("$.job.run.state"),
+                sfn.JsonPath.string_at("$.job.run.description"),
+            ),
+        )
+        stop = tasks.CallAwsService(
+            self,
+            f"StopOverdue{name}",
+            service="glue",
+            action="batchStopJobRun",
+            iam_action="glue:BatchStopJobRun",
+            iam_resources=[self._glue_arn(job_name)],
+            parameters={"JobName": job_name, "JobRunIds": sfn.JsonPath.array(sfn.JsonPath.string_at("$.job.id"))},
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        overdue = sfn.Fail(
+            self, f"{name}TimedOut", error="GlueJobTimedOut", cause=f"Glue job {job_name} overdue; stopped"
+        )
+        succeeded = sfn.Pass(self, f"{name}Succeeded", result_path=sfn.JsonPath.DISCARD)
+        status = (
+            sfn.Choice(self, f"{name}Status")
+            .when(sfn.Condition.string_equals("$.job.run.state", "SUCCEEDED"), succeeded)
+            .when(sfn.Condition.or_(*(sfn.Condition.string_equals("$.job.run.state", s) for s in GLUE_FAILED)), failed)
+            .when(
+                sfn.Condition.number_greater_than_equals("$.job.polls", self.limits.glue_max_polls), stop.next(overdue)
+            )
+            .otherwise(wait)
+        )
+        start.next(wait).next(count).next(poll).next(status)
+        return start, succeeded
+
+    def _pipeline_run(
+        self,
+        prefix: str,
+        pipeline_name: str,
+        parameters: Mapping[str, Any] | None,
+        outcomes: Sequence[tuple[sfn.Condition, sfn.IChainable]],
+        overdue: sfn.IChainable,
+    ) -> sfn.IChainable:
+        """Start a pipeline execution and poll it until one of `outcomes` holds (conditions on
+        `$.pipeline.execution.status`), or stop it and go to `overdue` after the last poll; returns the start."""
+        arn = self.format_arn(service="sagemaker", resource="pipeline", resource_name=pipeline_name)
+        start = tasks.CallAwsService(
+            self,
+            f"Start{prefix}",
+            service="sagemaker",
+            action="startPipelineExecution",
+            iam_action="sagemaker:StartPipelineExecution",
+            iam_resources=[arn],
+            parameters={
+                "PipelineName": pipeline_name,
+                "PipelineExecutionDescription": sfn.JsonPath.format(
+                    "Started by Step Functions execution {}", sfn.JsonPath.execution_name
+                ),
+                **(
+                    {"PipelineParameters": [{"Name": k, "Value": v} for k, v in parameters.items()]}
+                    if parameters
+                    else {}
+                ),
+            },
+            result_selector={"arn": sfn.JsonPath.string_at("$.PipelineExecutionArn"), "polls": 0},
+            result_path="$.pipeline",
+        )
+        start.add_retry(errors=SAGEMAKER_TRANSIENT, interval=Duration.seconds(20), max_attempts=4, backoff_rate=2)
+        wait = sfn.Wait(
+            self,
+            f"WaitFor{prefix}",
+            time=sfn.WaitTime.duration(Duration.minutes(self.limits.pipeline_poll_minutes)),
+        )
+        count = sfn.Pass(
+            self,
+            f"Count{prefix}Poll",
+            parameters={
+                "arn": sfn.JsonPath.string_at("$.pipeline.arn"),
+                "polls": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.pipeline.polls"), 1),
+            },
+            result_path="$.pipeline",
+        )
+        describe = tasks.CallAwsService(
+            self,
+            f"Describe{prefix}",
+            service="sagemaker",
+            action="describePipelineExecution",
+            iam_action="sagemaker:DescribePipelineExecution",
+            iam_resources=[f"{arn}/execution/*"],
+            parameters={"PipelineExecutionArn": sfn.JsonPath.string_at("$.pipeline.arn")},
+            # The whole description as text too: FailureReason is present only on failure, and a Fail state's
+            # cause cannot name a field that may be missing.
+            result_selector={
+                "status": sfn.JsonPath.string_at("$.PipelineExecutionStatus"),
+                "description": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
+            },
+            result_path="$.pipeline.execution",
+        )
+        describe.add_retry(errors=SAGEMAKER_TRANSIENT, interval=Duration.seconds(20), max_attempts=4, backoff_rate=2)
+        stop = tasks.CallAwsService(
+            self,
+            f"StopOverdue{prefix}",
+            service="sagemaker",
+            action="stopPipelineExecution",
+            iam_action="sagemaker:StopPipelineExecution",
+            iam_resources=[f"{arn}/execution/*"],
+            parameters={
+                "PipelineExecutionArn": sfn.JsonPath.string_at("$.pipeline.arn"),
+                "ClientRequestToken": sfn.JsonPath.uuid(),
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        status = sfn.Choice(self, f"{prefix}Status")
+        for condition, then in outcomes:
+            status.when(condition, then)
+        status.when(sfn.Condition.number_less_than("$.pipeline.polls", self.limits.pipeline_max_polls), wait)
+        status.otherwise(stop.next(overdue))
+        start.next(wait).next(count).next(describe).next(status)
+        return start
+
+    def _domain(self, chain: DomainChain) -> tuple[sfn.IChainable, sfn.INextable]:
+        domain = chain.domain
+        pipeline, publisher = domain.pipeline, domain.publisher
+        assert pipeline is not None
+        assert publisher is not None
+        name = _pascal(domain.name)
+        # Training: whatever the outcome (a rejected candidate, a failure), serving data is refreshed below.
+        record = sfn.Pass(
+            self,
+            f"Record{name}Training",
+            parameters={
+                "status": sfn.JsonPath.string_at("$.pipeline.execution.status"),
+                "execution": sfn.JsonPath.string_at("$.pipeline.arn"),
+            },
+            result_path=f"$.training.{domain.name}",
+        )
+        ended = sfn.Condition.or_(
+            *(sfn.Condition.string_equals("$.pipeline.execution.status", s) for s in ("Succeeded", *FINISHED_BADLY))
+        )
+        train = self._pipeline_run(f"{name}Training", chain.training_pipeline, None, [(ended, record)], record)
+        find = tasks.CallAwsService(
+            self,
+            f"Find{name}Model",
+            service="sagemaker",
+            action="listModelPackages",
+            iam_action="sagemaker:ListModelPackages",
+            iam_resources=["*"],
+            parameters={"ModelPackageGroupName": chain.model_package_group, **NEWEST_APPROVED_QUERY},
+            result_path="$.model",
+        )
+        find.add_retry(errors=SAGEMAKER_TRANSIENT, interval=Duration.seconds(20), max_attempts=4, backoff_rate=2)
+        packages = self.format_arn(
+            service="sagemaker", resource="model-package", resource_name=f"{chain.model_package_group}/*"
+        )
+        describe = tasks.CallAwsService(
+            self,
+            f"Describe{name}Model",
+            service="sagemaker",
+            action="describeModelPackage",
+            iam_action="sagemaker:DescribeModelPackage",
+            iam_resources=[packages],
+            parameters={
+                "ModelPackageName": sfn.JsonPath.string_at("$.model.ModelPackageSummaryList[0].ModelPackageArn")
+            },
+            result_selector={
+                "arn": sfn.JsonPath.string_at("$.ModelPackageArn"),
+                "uri": sfn.JsonPath.string_at("$.InferenceSpecification.Containers[0].ModelDataUrl"),
+                "sha256": sfn.JsonPath.string_at(f"$.CustomerMetadataProperties.{SHA256_KEY}"),
+            },
+            result_path="$.model",
+        )
+        describe.add_retry(errors=SAGEMAKER_TRANSIENT, interval=Duration.seconds(20), max_attempts=4, backoff_rate=2)
+        none_approved = sfn.Fail(
+            self,
+            f"No{name}ModelApproved",
+            error="NoApprovedModel",
+            cause=f"model package group {chain.model_package_group} has no approved package: approve one",
+        )
+        has_model = (
+            sfn.Choice(self, f"{name}ModelApproved?")
+            .when(sfn.Condition.is_present("$.model.ModelPackageSummaryList[0]"), describe)
+            .otherwise(none_approved)
+        )
+        scoring_parameters = {
+            "ModelUri": sfn.JsonPath.string_at("$.model.uri"),
+            "ModelSha256": sfn.JsonPath.string_at("$.model.sha256"),
+            "ModelPackageArn": sfn.JsonPath.string_at("$.model.arn"),
+            pipeline.serving_partition_parameter: sfn.JsonPath.format(
+                f"s3://{self.lake.bucket_name}/{pipeline.serving_features}cutoff={{}}/",
+                sfn.JsonPath.string_at("$.run.date"),
+            ),
+        }
+        publish = tasks.LambdaInvoke(
+            self,
+            f"Publish{name}",
+            lambda_function=self.publishers[domain.name].function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "predictions_prefix": sfn.JsonPath.format(
+                        pipeline.predictions_prefix + "{}/",
+                        sfn.JsonPath.array_get_item(
+                            sfn.JsonPath.string_split(sfn.JsonPath.string_at("$.pipeline.arn"), "/"), EXECUTION_ID_ITEM
+                        ),
+                    )
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+            task_timeout=sfn.Timeout.duration(Duration.minutes(self.limits.publish_timeout_minutes + 1)),
+            result_path=f"$.published.{domain.name}",
+        )
+        # Publishing is idempotent (conditional puts by key): a throttled run is simply published again.
+        publish.add_retry(errors=["ThrottledError"], interval=Duration.minutes(1), max_attempts=2, backoff_rate=2)
+        failed = sfn.Fail(
+            self,
+            f"{name}ScoringFailed",
+            error="ScoringFailed",
+            cause_path=sfn.JsonPath.format(
+                "Scoring execution {} ended {}: {}",
+                sfn.JsonPath.string_at("$.pipeline.arn"),
+                sfn.JsonPath.string_at("$.pipeline.execution.status"),
+                sfn.JsonPath.string_at("$.pipeline.execution.description"),
+            ),
+        )
+        timed_out = sfn.Fail(self, f"{name}ScoringTimedOut", error="ScoringTimedOut", cause="scoring overdue; stopped")
+        badly = sfn.Condition.or_(
+            *(sfn.Condition.string_equals("$.pipeline.execution.status", s) for s in FINISHED_BADLY)
+        )
+        score = self._pipeline_run(
+            f"{name}Scoring",
+            chain.scoring_pipeline,
+            scoring_parameters,
+            [(sfn.Condition.string_equals("$.pipeline.execution.status", "Succeeded"), publish), (badly, failed)],
+            timed_out,
+        )
+        record.next(find).next(has_model)
+        describe.next(score)
+        return train, publish
 
     # -- alarms ------------------------------------------------------------------------------------------------
     def _alarms(self, topic: sns.ITopic) -> list[cloudwatch.Alarm]:
@@ -384,33 +540,93 @@ class OrchestrationStack(Stack):
             period=period,
             label="Failed or timed-out executions",
         )
-        rejected = cloudwatch.Metric(
-            namespace="Shelfwise",
-            metric_name="RejectedRecords",
-            dimensions_map={"service": PUBLISH_SERVICE},
-            period=period,
-            statistic="Sum",
-        )
         alarms = [
             unfinished.create_alarm(
                 self,
                 "ChainFailedAlarm",
-                alarm_description="The daily chain (Glue, churn pipeline, publish) failed or timed out",
+                alarm_description="The daily chain failed or timed out: yesterday's serving data stays in place",
                 threshold=1,
                 evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            rejected.create_alarm(
-                self,
-                "RejectedRecordsAlarm",
-                alarm_description="Publishing rejected online records; see quarantine/churn-publish/<run>/",
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
+            )
         ]
+        for domain, service in self.publisher_services.items():
+            name = _pascal(domain)
+            rejected = cloudwatch.Metric(
+                namespace="Shelfwise",
+                metric_name="RejectedRecords",
+                dimensions_map={"service": service},
+                period=period,
+                statistic="Sum",
+            )
+            published = cloudwatch.Metric(
+                namespace="Shelfwise",
+                metric_name="PublishedRecords",
+                dimensions_map={"service": service},
+                period=Duration.hours(self.limits.publish_expected_hours),
+                statistic="Sum",
+            )
+            alarms += [
+                rejected.create_alarm(
+                    self,
+                    f"{name}RejectedRecordsAlarm",
+                    alarm_description=f"Publishing {domain} rejected online records; see the quarantine prefix",
+                    threshold=1,
+                    evaluation_periods=1,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                ),
+                published.create_alarm(
+                    self,
+                    f"{name}NothingPublishedAlarm",
+                    alarm_description=f"No {domain} records published for {self.limits.publish_expected_hours} hours: "
+                    "the served data is getting stale",
+                    threshold=1,
+                    evaluation_periods=1,
+                    comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                    treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+                ),
+            ]
         for alarm in alarms:
             alarm.add_alarm_action(cw_actions.SnsAction(topic))
         return alarms
+
+    def _acknowledge_machine(
+        self, machine: sfn.StateMachine, glue_jobs: Sequence[GlueJob], chains: Sequence[DomainChain]
+    ) -> None:
+        executions = {
+            self.format_arn(service="sagemaker", resource="pipeline", resource_name=f"{name}/execution/*"): (
+                "Executions of this deployment's pipeline only; SageMaker names each execution."
+            )
+            for chain in chains
+            for name in (chain.training_pipeline, chain.scoring_pipeline)
+        }
+        packages = {
+            self.format_arn(
+                service="sagemaker", resource="model-package", resource_name=f"{chain.model_package_group}/*"
+            ): "Versions of the domain's model package group only (read, to pass the approved one to scoring)."
+            for chain in chains
+        }
+        invocations = {
+            f"{publisher.function.function_arn}:*": "Versions of the publish function only (CDK's LambdaInvoke "
+            "grant); the task calls the unqualified function."
+            for publisher in self.publishers.values()
+        }
+        acknowledge_wildcards(
+            machine.role,
+            resources={
+                **executions,
+                **packages,
+                **invocations,
+                "*": "sagemaker:ListModelPackages, log delivery (logs:*LogDelivery*, DescribeLogGroups, resource "
+                "policies) and X-Ray segments support no resource ARNs.",
+            },
+        )
+
+    def _glue_arn(self, job_name: str) -> str:
+        return self.format_arn(service="glue", resource="job", resource_name=job_name)
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_") if part)

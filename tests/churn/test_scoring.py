@@ -11,15 +11,26 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from shelfwise.bench.serving import synthetic_feature_rows, train_churn_booster, write_churn_artifact
-from shelfwise.churn_features import FEATURE_NAMES
-from shelfwise.churn_scoring import (
+from shelfwise.bench.serving import (
+    BGNBD,
+    MODEL_FEATURES,
+    model_inputs,
+    synthetic_feature_rows,
+    train_churn_booster,
+    write_churn_artifact,
+)
+from shelfwise.churn import bgnbd
+from shelfwise.churn.features import FEATURE_NAMES, FEATURE_SET
+from shelfwise.churn.scoring import (
     ArtifactError,
     FeatureRowError,
+    IncompatibleModelError,
     RiskBands,
     cold_start_score,
+    derived_features,
     extract_artifact,
     load_model,
+    predict,
     score,
 )
 
@@ -47,7 +58,8 @@ def test_score_matches_xgboost_and_reasons_are_the_top_positive_contributions(
     booster, rows = trained
     for row in rows[:20]:
         result = score(model, as_features(row), max_reasons=4)
-        assert result.probability == pytest.approx(float(booster.inplace_predict(row[None, :])[0]), abs=1e-6)
+        expected = float(booster.inplace_predict(model_inputs(row[None, :]))[0])
+        assert result.probability == pytest.approx(expected, abs=1e-6)
         assert result.logit == pytest.approx(math.log(result.probability / (1 - result.probability)))
         contributions = [r.contribution for r in result.reasons]
         assert contributions == sorted(contributions, reverse=True)
@@ -55,9 +67,39 @@ def test_score_matches_xgboost_and_reasons_are_the_top_positive_contributions(
         assert len(result.reasons) <= 4
 
 
-def test_cold_start_is_the_base_rate_without_reasons(model_dir: Path) -> None:
+def test_many_rows_score_as_each_row_does(model_dir: Path, trained: tuple[xgb.Booster, np.ndarray]) -> None:
+    model = load_model(model_dir)
+    rows = trained[1][:50]
+    columns = {name: rows[:, i] for i, name in enumerate(FEATURE_NAMES)}
+    batch = predict(model, columns)
+    single = [score(model, as_features(row)).probability for row in rows]
+    np.testing.assert_allclose(batch, single, rtol=1e-5)
+
+
+def test_bgnbd_features_are_derived_with_the_artifact_parameters(model_dir: Path) -> None:
+    model = load_model(model_dir)
+    assert model.bgnbd == bgnbd.BgNbdParams(**BGNBD)
+    assert model.feature_names == MODEL_FEATURES
+    # A customer who bought 5 times, last 10 days ago, first 200 days ago: x=4, t_x=190, T=200.
+    derived = derived_features(model.bgnbd, {"frequency": np.array([5.0]), "recency_days": np.array([10.0]),
+                                             "first_purchase_days": np.array([200.0])})  # fmt: skip
+    params = bgnbd.BgNbdParams(**BGNBD)
+    assert derived["bgnbd_p_alive"][0] == pytest.approx(bgnbd.probability_alive(params, [4], [190], [200])[0])
+    horizon = FEATURE_SET.label_horizon_days
+    no_purchase = bgnbd.probability_no_purchase(params, [4], [190], [200], horizon)[0]
+    assert derived["bgnbd_p_no_purchase"][0] == pytest.approx(no_purchase)
+
+
+def test_cold_start_is_the_measured_prior_without_reasons(model_dir: Path) -> None:
     result = cold_start_score(load_model(model_dir))
-    assert (result.probability, result.reasons, result.risk_band) == (0.2, (), "low")
+    assert (result.probability, result.reasons, result.risk_band) == (pytest.approx(0.3), (), "medium")
+
+
+def test_a_model_of_another_feature_set_version_is_refused_naming_both(model_dir: Path) -> None:
+    path = model_dir / "metadata.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"feature_set_version": "churn/1"}))
+    with pytest.raises(IncompatibleModelError, match=f"'churn/1'.*'{FEATURE_SET.qualified_version}'"):
+        load_model(model_dir)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +138,7 @@ def test_model_with_another_objective_is_rejected(model_dir: Path, trained: tupl
     rows = trained[1]
     regression = xgb.train(
         {"objective": "reg:squarederror", "nthread": 1},
-        xgb.DMatrix(rows, rows[:, 0], feature_names=list(FEATURE_NAMES)),
+        xgb.DMatrix(model_inputs(rows), rows[:, 0], feature_names=list(MODEL_FEATURES)),
         2,
     )
     regression.save_model(str(model_dir / "model.json"))
@@ -105,8 +147,9 @@ def test_model_with_another_objective_is_rejected(model_dir: Path, trained: tupl
 
 
 def test_feature_list_must_match_the_model(model_dir: Path) -> None:
-    (model_dir / "features.json").write_text(json.dumps({"features": list(FEATURE_NAMES[:-1])}))
-    with pytest.raises(ArtifactError, match=r"expects 19 features, features\.json lists 18"):
+    (model_dir / "features.json").write_text(json.dumps({"features": list(MODEL_FEATURES[:-1])}))
+    expected = len(MODEL_FEATURES)
+    with pytest.raises(ArtifactError, match=rf"expects {expected} features, features\.json lists {expected - 1}"):
         load_model(model_dir)
 
 
@@ -114,6 +157,9 @@ def test_feature_list_must_match_the_model(model_dir: Path) -> None:
     ("change", "message"),
     [
         ({"base_rate": 1.5}, "base_rate"),
+        ({"cold_start_rate": None}, "cold_start_rate"),
+        ({"bgnbd": {"r": -1, "alpha": 1, "a": 1, "b": 1}}, "bgnbd"),
+        ({"bgnbd": None}, "BG/NBD features but metadata.json has no 'bgnbd'"),
         ({"model_version": None}, "model_version"),
         ({"risk_bands": {"low": 0.7, "high": 0.6}}, "above high"),
         ({"risk_bands": "high"}, "risk_bands"),

@@ -6,15 +6,14 @@ many churners does contacting the riskiest customers reach compared with the rec
 
 from __future__ import annotations
 
-import io
-import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from shelfwise.churn_features import CUTOFF, FEATURE_NAMES, LABEL, LABEL_HORIZON_DAYS
+from shelfwise.churn.features import CUTOFF, LABEL, LABEL_HORIZON_DAYS
 from shelfwise.lake import Lake
 
 TRAINING_PREFIX = "features/churn/training/"
@@ -33,18 +32,16 @@ class HeldOut:
 
 def held_out_scores(lake: Lake, artifact_key: str, truth_path: Path | None = None) -> HeldOut:
     """Score the latest labelled cutoff of the training set with the model artifact at `artifact_key`."""
-    import xgboost as xgb
+    from shelfwise.churn import scoring
 
     training = lake.read_table(TRAINING_PREFIX).to_pandas()
     last = training[CUTOFF].max()
     test = training[training[CUTOFF] == last]
-    with tarfile.open(fileobj=io.BytesIO(lake.get_bytes(artifact_key))) as tar:
-        member = tar.extractfile("model.json")
-        if member is None:
-            raise ValueError(f"{artifact_key} has no model.json")
-        booster = xgb.Booster()
-        booster.load_model(bytearray(member.read()))
-    probability = booster.inplace_predict(test[list(FEATURE_NAMES)].to_numpy(dtype="float32"))
+    with tempfile.TemporaryDirectory() as scratch:
+        archive = Path(scratch) / "model.tar.gz"
+        lake.download_file(artifact_key, archive)
+        model = scoring.load_archive(archive)
+    probability = scoring.predict(model, {name: test[name].to_numpy() for name in model.stored_features})
     truly = None
     if truth_path is not None and truth_path.exists():
         truth = pq.read_table(truth_path).to_pandas().set_index("customer_id")

@@ -8,6 +8,7 @@ a fixed order over all columns, so reruns keep the same one) and the others go t
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import get_args
@@ -18,6 +19,7 @@ from pyspark.sql import functions as sf
 from pyspark.sql.types import DataType, LongType
 from pyspark.sql.window import Window
 
+from shelfwise.data_quality import Check, InRange, NullRate, RowCount, Unique
 from shelfwise.schemas import ORDER_LINE_SCHEMA, Channel
 from shelfwise.spark import spark_type
 
@@ -176,3 +178,15 @@ def count_outcome(input_rows: int, curated_rows: int, reasons: Mapping[str, int]
             f"curate_orders lost rows: input {input_rows} != curated {curated_rows} + quarantined {quarantined}"
         )
     return CurationCounts(input_rows, curated_rows, quarantined, dict(reasons))
+
+
+def curated_order_checks() -> list[Check]:
+    """The checks on curated order lines: rows, unique (order_id, line_no), required values present and valid."""
+    required = ("order_id", "line_no", "ts", "store_id", "sku", "quantity", "unit_price", "channel", "dt")
+    return [
+        RowCount(1),
+        Unique(("order_id", "line_no")),
+        *(NullRate(column) for column in required),
+        InRange("line_no", 1, math.inf),
+        InRange("unit_price", 0, math.inf),
+    ]

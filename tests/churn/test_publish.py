@@ -11,43 +11,39 @@ from typing import Any
 
 import pytest
 
-from shelfwise.churn_publish import MalformedLineError, Rejection, parse_line, publish_lines
+from shelfwise.churn.features import FEATURE_SET
+from shelfwise.churn.publish import MalformedLineError, Rejection, parse_line, publish_lines
 
 TABLE = "online"
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
+VERSION = FEATURE_SET.qualified_version
 
 
 class FakeDynamoDB:
-    """`batch_write_item` into a dict keyed like the table; remembers each call's size."""
+    """Conditional `put_item` into a dict keyed like the table; remembers the order of the puts."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
-        self.calls: list[int] = []
+        self.puts: list[str] = []
 
-    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803 (boto3)
-        requests = RequestItems[TABLE]
-        keys = [r["PutRequest"]["Item"]["pk"]["S"] for r in requests]
-        assert len(set(keys)) == len(keys), "DynamoDB rejects a batch that names an item twice"
-        self.calls.append(len(requests))
-        for key, request in zip(keys, requests, strict=True):
-            self.items[key] = request["PutRequest"]["Item"]
-        return {"UnprocessedItems": {}}
+    def put_item(self, TableName: str, Item: dict[str, Any], **_: Any) -> dict[str, Any]:  # noqa: N803 (boto3)
+        assert TableName == TABLE
+        self.puts.append(Item["pk"]["S"])
+        self.items[Item["pk"]["S"]] = Item
+        return {}
+
+
+def line(customer_id: str, **fields: Any) -> str:
+    return json.dumps({"customer_id": customer_id, "as_of": "2024-12-31", "feature_set_version": VERSION} | fields)
 
 
 def scored(customer_id: str, probability: float = 0.25, **features: float) -> str:
-    return json.dumps(
-        {
-            "customer_id": customer_id,
-            "features": features or {"recency_days": 12.0, "monetary": 80.5},
-            "as_of": "2024-12-31",
-            "probability": probability,
-            "model_version": "v1",
-        }
-    )
+    values = features or {"recency_days": 12.0, "monetary": 80.5}
+    return line(customer_id, features=values, probability=probability, model_version="v1")
 
 
 def cold(customer_id: str) -> str:
-    return json.dumps({"customer_id": customer_id, "features": None, "as_of": "2024-12-31"})
+    return line(customer_id, features=None)
 
 
 def publish(lines: list[str | bytes], **kwargs: Any) -> tuple[Any, FakeDynamoDB, list[Rejection]]:
@@ -63,6 +59,7 @@ def test_scored_and_cold_start_lines_become_online_store_items() -> None:
     assert rejected == []
     c1 = client.items["customer#C1"]
     assert c1["sk"] == {"S": "churn"}
+    assert c1["feature_set_version"] == {"S": VERSION}
     assert c1["probability"] == {"N": "0.8"}
     assert c1["model_version"] == {"S": "v1"}
     assert c1["as_of"] == {"S": "2024-12-31"}
@@ -79,18 +76,20 @@ def test_scored_and_cold_start_lines_become_online_store_items() -> None:
         ("", "empty line"),
         ("{not json", "not JSON"),
         ("[1, 2]", "expected a JSON object, got list"),
-        (json.dumps({"features": None, "as_of": "2024-12-31"}), "missing field 'customer_id'"),
-        (json.dumps({"customer_id": "X", "features": None, "as_of": "2024-12-31", "score": 1}), "unknown field"),
-        (json.dumps({"customer_id": "", "features": None, "as_of": "2024-12-31"}), "customer_id must be a string"),
-        (json.dumps({"customer_id": 7, "features": None, "as_of": "2024-12-31"}), "customer_id must be a string"),
+        (json.dumps({"features": None, "as_of": "2024-12-31", "feature_set_version": VERSION}), "field 'customer_id'"),
+        (line("X", features=None, score=1), "unknown field"),
+        (line("", features=None), "customer_id must be a string"),
+        (line(7, features=None), "customer_id must be a string"),  # type: ignore[arg-type]
+        (json.dumps({"customer_id": "X", "features": None, "as_of": "2024-12-31"}), "field 'feature_set_version'"),
+        (line("X", features=None, feature_set_version="churn/1"), "is 'churn/1'; this publisher serves"),
         (scored("X", recency_days=None), "features.recency_days must be a finite number, got None"),  # type: ignore[arg-type]
         (scored("X", recency_days=True), "features.recency_days must be a finite number, got True"),
         ('{"customer_id": "X", "features": {"a": NaN}, "as_of": "2024-12-31"}', "NaN is not a number"),
-        (json.dumps({"customer_id": "X", "features": {}, "as_of": "2024-12-31"}), "features must be a non-empty"),
-        (json.dumps({"customer_id": "X", "features": None, "as_of": "31/12/2024"}), "as_of must be a date"),
+        (line("X", features={}), "features must be a non-empty"),
+        (line("X", features=None, as_of="31/12/2024"), "as_of must be a date"),
         (scored("X", probability=1.5), "probability must be in [0, 1], got 1.5"),
-        (json.dumps({"customer_id": "X", "features": None, "as_of": "2024-12-31", "probability": 0.1}), "cold start"),
-        (json.dumps({"customer_id": "X", "features": None, "as_of": "2024-12-31", "model_version": 3}), "model_ver"),
+        (line("X", features=None, probability=0.1), "cold start"),
+        (line("X", features=None, model_version=3), "model_ver"),
     ],
 )
 def test_a_malformed_line_is_rejected_naming_its_line_and_field(line: str, reason: str) -> None:
@@ -122,9 +121,9 @@ def test_a_rejected_line_keeps_its_customer_id_when_readable() -> None:
 
 def test_a_repeated_customer_is_written_twice_and_the_later_line_wins() -> None:
     report, client, _ = publish([scored("C1", 0.1), scored("C2"), scored("C1", 0.9)])
-    # no line is merged away uncounted: both C1 lines are written, in separate batches
+    # no line is merged away uncounted: both C1 lines are written, the later one in a later chunk
     assert (report.lines, report.written, report.rejected) == (3, 3, 0)
-    assert client.calls == [2, 1]
+    assert client.puts[-1] == "customer#C1"
     assert client.items["customer#C1"]["probability"] == {"N": "0.9"}
 
 
@@ -138,19 +137,17 @@ def test_lines_stream_through_in_bounded_chunks() -> None:
 
     client = FakeDynamoDB()
     pulled_at_write: list[int] = []
-    original = client.batch_write_item
+    original = client.put_item
 
-    def spy(RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803 (boto3's name)
+    def spy(**request: Any) -> dict[str, Any]:
         pulled_at_write.append(len(pulled))
-        return original(RequestItems)
+        return original(**request)
 
-    client.batch_write_item = spy  # type: ignore[method-assign]
+    client.put_item = spy  # type: ignore[method-assign]
     report = publish_lines(lines(), table=TABLE, client=client, chunk_records=3, now=NOW)
-    assert client.calls == [3, 3, 3, 1]
     # a chunk is written as soon as it is full: at most one line beyond it has been read
-    assert pulled_at_write == [4, 7, 10, 10]
+    assert pulled_at_write == [4, 4, 4, 7, 7, 7, 10, 10, 10, 10]
     assert report.written == 10
-    assert report.batches == 4
 
 
 def test_rejections_beyond_the_sample_still_reach_the_callback_and_the_count() -> None:

@@ -1,10 +1,12 @@
-"""Publish a churn batch run to the online store from the batch score's `online_records.jsonl`.
+"""Publish a churn scoring run to the online store from the batch score's `online_records.jsonl`.
 
 Each line is one customer as the online store holds it (docs/contracts.md): `customer_id`, `features` (name ->
-number, or null for a registered customer without purchase history: a cold start), `as_of` (YYYY-MM-DD) and, for a
-scored customer, `probability` and `model_version`. Lines are parsed as they stream in and written in chunks, so
-memory is bounded by the chunk size whatever the size of the run. Every line is accounted for: lines = written +
-rejected, and each rejection names its line number and what is wrong.
+number, or null for a registered customer without purchase history: a cold start), `as_of` (YYYY-MM-DD),
+`feature_set_version` and, for a scored customer, `probability` and `model_version`. Lines are parsed as they
+stream in and written in chunks, so memory is bounded by the chunk size whatever the size of the run. Every line is
+accounted for: lines = written + skipped_older + rejected. A line of another feature-set version than this code's
+is rejected, naming both; a line older than what the store holds for the customer is skipped (monotonic writes,
+`shelfwise.online_store`), so a redriven old run cannot roll customers back.
 
 Pure Python over boto3 (no pyarrow): the publish Lambda and the local demo both call `publish_lines`.
 """
@@ -18,7 +20,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from shelfwise.online_store import ChurnRecord, write_churn_records
+from shelfwise.churn.features import FEATURE_SET, VERSION_COLUMN
+from shelfwise.online_store import OnlineItem, write_items
+
+#: The online store's sort key of churn items.
+SORT_KEY = FEATURE_SET.name
+ENTITY = FEATURE_SET.entity.name
 
 #: The file the batch score writes beside `predictions.parquet`.
 ONLINE_RECORDS = "online_records.jsonl"
@@ -29,7 +36,7 @@ SAMPLE_REJECTIONS = 20
 #: Rejected lines are kept in quarantine up to this many characters.
 MAX_KEPT_TEXT = 4096
 
-_REQUIRED = ("customer_id", "features", "as_of")
+_REQUIRED = ("customer_id", "features", "as_of", VERSION_COLUMN)
 _OPTIONAL = ("probability", "model_version")
 _MAX_ID = 128
 
@@ -40,6 +47,32 @@ class MalformedLineError(ValueError):
     def __init__(self, line: int, problem: str) -> None:
         super().__init__(f"line {line}: {problem}")
         self.line = line
+
+
+@dataclass(frozen=True)
+class ChurnRecord:
+    """One customer's latest churn features and batch score; a cold start has `features=None` and no score."""
+
+    customer_id: str
+    features: dict[str, float] | None
+    as_of: str
+    feature_set_version: str = FEATURE_SET.qualified_version
+    probability: float | None = None
+    model_version: str | None = None
+
+    def to_item(self) -> OnlineItem:
+        return OnlineItem(
+            entity=ENTITY,
+            entity_id=self.customer_id,
+            feature_set=SORT_KEY,
+            as_of=self.as_of,
+            feature_set_version=self.feature_set_version,
+            attributes={
+                "features": self.features,
+                "probability": self.probability,
+                "model_version": self.model_version,
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -63,23 +96,26 @@ class PublishReport:
     lines: int = 0
     written: int = 0
     cold_starts: int = 0  # written records without features
+    #: Lines not written because the store holds a later as_of for the customer.
+    skipped_older: int = 0
     rejected: int = 0
-    batches: int = 0
     retries: int = 0
+    as_of: str | None = None  # the latest as_of written
     sample: list[Rejection] = field(default_factory=list)  # the first SAMPLE_REJECTIONS rejections
 
     @property
     def reconciles(self) -> bool:
-        return self.lines == self.written + self.rejected
+        return self.lines == self.written + self.skipped_older + self.rejected
 
-    def summary(self) -> dict[str, int]:
+    def summary(self) -> dict[str, int | str | None]:
         return {
             "lines": self.lines,
             "written": self.written,
             "cold_starts": self.cold_starts,
+            "skipped_older": self.skipped_older,
             "rejected": self.rejected,
-            "batches": self.batches,
             "retries": self.retries,
+            "as_of": self.as_of,
         }
 
 
@@ -113,10 +149,9 @@ def publish_lines(
 ) -> PublishReport:
     """Write every valid line to the online store, chunk by chunk; report (and pass to `on_reject`) the others.
 
-    A chunk is written before it would hold a customer twice, so a repeated customer is written again (the later
-    line wins in DynamoDB, as in `write_churn_records`) and no line is merged away uncounted.
-    Raises `shelfwise.online_store.UnprocessedItemsError` when DynamoDB keeps throttling a batch; publishing is
-    idempotent, so the caller may simply run it again.
+    A chunk is written before it would hold a customer twice, so a repeated customer is written again (in file
+    order) and no line is merged away uncounted. Raises `shelfwise.online_store.ThrottledError` when DynamoDB keeps
+    throttling; publishing is idempotent, so the caller may simply run it again.
     """
     if chunk_records < 1:
         raise ValueError(f"chunk_records must be at least 1, got {chunk_records}")
@@ -134,15 +169,18 @@ def publish_lines(
     def flush() -> None:
         if not chunk:
             return
-        result = write_churn_records((r for _, r, _ in chunk.values()), table, client, now=now)
+        result = write_items((r.to_item() for _, r, _ in chunk.values()), table, client, now=now)
         refused = dict(result.rejected)
         for customer_id, reason in refused.items():
             number, _, text = chunk[customer_id]
             reject(Rejection(number, f"line {number}: {reason}", customer_id, text))
         report.written += result.written
+        report.skipped_older += result.skipped_older
         report.cold_starts += sum(1 for c, (_, r, _) in chunk.items() if r.features is None and c not in refused)
-        report.batches += result.batches
         report.retries += result.retries
+        latest = max((r.as_of for c, (_, r, _) in chunk.items() if c not in refused), default=None)
+        if latest is not None and (report.as_of is None or latest > report.as_of):
+            report.as_of = latest
         chunk.clear()
 
     for number, raw in enumerate(lines, start=1):
@@ -184,10 +222,16 @@ def _record(value: dict[str, Any], line: int) -> ChurnRecord:
     model_version = value.get("model_version")
     if model_version is not None and (not isinstance(model_version, str) or not model_version):
         raise MalformedLineError(line, f"model_version must be a non-empty string or null, got {model_version!r}")
+    version = value[VERSION_COLUMN]
+    if version != FEATURE_SET.qualified_version:
+        raise MalformedLineError(
+            line, f"{VERSION_COLUMN} is {version!r}; this publisher serves {FEATURE_SET.qualified_version!r}"
+        )
     return ChurnRecord(
         customer_id=customer_id,
         features=features,
         as_of=_as_of(value["as_of"], line),
+        feature_set_version=version,
         probability=probability,
         model_version=model_version,
     )

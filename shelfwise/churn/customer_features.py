@@ -1,4 +1,7 @@
-"""The churn features of `shelfwise.churn_features`, computed with Spark at many cutoffs at once.
+"""The churn features of `shelfwise.churn.features`, computed with Spark at many cutoffs at once.
+
+Also the cold-start labels: at each cutoff, the registered customers who had not bought yet, and whether they
+bought within the horizon. They measure the prior the API gives a customer without history.
 
 Point in time: every feature at cutoff `c` is computed from rows joined to `c` on `ts < c` (or `day < c`) and
 nothing else, and the label reads only purchases in `[c, c + horizon)`. Cutoffs are vectorised by joining the
@@ -23,7 +26,15 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as sf
 from pyspark.sql.window import Window
 
-from shelfwise.churn_features import CUTOFF, FEATURE_NAMES, FEATURES_BY_NAME, LABEL, LABEL_HORIZON_DAYS
+from shelfwise.churn.features import (
+    CUTOFF,
+    FEATURE_NAMES,
+    FEATURES,
+    FEATURES_BY_NAME,
+    LABEL,
+    LABEL_HORIZON_DAYS,
+)
+from shelfwise.data_quality import Check, InRange, NullRate, RowCount, Unique
 
 UNKNOWN_CATEGORY = "unknown"
 TOP_CATEGORIES = 3
@@ -95,6 +106,26 @@ def churn_labels(orders: DataFrame, cutoffs: Sequence[dt.date], horizon_days: in
         .select("customer_id", CUTOFF)
         .distinct()
         .withColumn("active", sf.lit(True))
+    )
+
+
+def cold_start_labels(
+    orders: DataFrame, customers: DataFrame, cutoffs: Sequence[dt.date], horizon_days: int = LABEL_HORIZON_DAYS
+) -> DataFrame:
+    """(`customer_id`, `cutoff`, `churned`) for customers signed up before the cutoff without a purchase before it:
+    `churned` is 1 unless they bought in `[cutoff, cutoff + horizon)`."""
+    cutoff_table = _cutoff_table(orders, cutoffs)
+    purchases = orders.where(sf.col("customer_id").isNotNull() & (sf.col("quantity") > 0))
+    first_purchase = purchases.groupBy("customer_id").agg(sf.min("ts").alias("first_ts"))
+    registered = _signups(customers).join(sf.broadcast(cutoff_table), sf.col("signup_date") < sf.col(CUTOFF))
+    without_history = registered.join(first_purchase, "customer_id", "left").where(
+        sf.col("first_ts").isNull() | (sf.col("first_ts") >= sf.col("cutoff_ts"))
+    )
+    active = churn_labels(orders, cutoffs, horizon_days)
+    return without_history.join(active, ["customer_id", CUTOFF], "left").select(
+        "customer_id",
+        CUTOFF,
+        sf.when(sf.col("active"), sf.lit(0)).otherwise(sf.lit(1)).cast("int").alias(LABEL),
     )
 
 
@@ -219,6 +250,7 @@ def _feature(name: str) -> Column:
     expressions: dict[str, Column] = {
         "recency_days": sf.datediff(CUTOFF, "last_purchase"),
         "tenure_days": sf.datediff(CUTOFF, sf.least("signup_date", "first_purchase")),
+        "first_purchase_days": sf.datediff(CUTOFF, "first_purchase"),
         "frequency": frequency,
         "monetary": sf.col("gross") - sf.col("returned_value"),
         "avg_order_value": sf.col("gross") / frequency,
@@ -287,3 +319,13 @@ def cutoff_range(first: dt.date, last: dt.date, step_days: int) -> list[dt.date]
 def labelled_cutoffs(cutoffs: Sequence[dt.date], last_day: dt.date, horizon_days: int) -> list[dt.date]:
     """The cutoffs whose whole label horizon `[cutoff, cutoff + horizon)` lies on or before `last_day`."""
     return sorted(c for c in set(cutoffs) if c + dt.timedelta(days=horizon_days - 1) <= last_day)
+
+
+def feature_checks(with_label: bool) -> list[Check]:
+    """The checks on a churn feature table: rows, one row per customer and cutoff, no nulls, values in range."""
+    checks: list[Check] = [RowCount(1), Unique(("customer_id", CUTOFF)), NullRate("customer_id"), NullRate(CUTOFF)]
+    for feature in FEATURES:
+        checks += [NullRate(feature.name), InRange(feature.name, feature.minimum, feature.maximum)]
+    if with_label:
+        checks += [NullRate(LABEL), InRange(LABEL, 0, 1)]
+    return checks

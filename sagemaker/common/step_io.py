@@ -1,0 +1,97 @@
+"""Helpers every SageMaker step script imports: reading Parquet folders and channels, hyperparameters, hashing.
+
+Staged at the root of every domain's `sourcedir.tar.gz` (`shelfwise.pipelines.code`), beside the scripts, so one
+copy serves every step in the containers and locally. Needs pandas and pyarrow, which the framework images have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def parquet_files(root: Path) -> list[Path]:
+    """The data files under `root` (Spark's `_SUCCESS` and hidden files left out), in a stable order."""
+    return sorted(p for p in root.rglob("*.parquet") if not p.name.startswith((".", "_")))
+
+
+def read_partitioned(root: Path, partition: str, default: str | None = None) -> pd.DataFrame:
+    """Every Parquet file under `root`; `partition` comes from the file, from its `<partition>=value` folder, or is
+    `default` (for an input that is one partition's folder, whose files SageMaker lays out without it).
+
+    Raises SystemExit naming the folder when there is nothing to read.
+    """
+    files = parquet_files(root)
+    if not files:
+        raise SystemExit(f"no Parquet files under {root}")
+    frames = []
+    for path in files:
+        frame = pq.read_table(path).to_pandas()
+        if partition not in frame.columns:
+            value = partition_value(path, partition) or default
+            if value is None:
+                raise SystemExit(f"{path} has no {partition!r} column and is not under a {partition}=... folder")
+            frame[partition] = value
+        frames.append(frame)
+    data: pd.DataFrame = pd.concat(frames, ignore_index=True)
+    data[partition] = pd.to_datetime(data[partition], errors="coerce").dt.normalize()
+    return data
+
+
+def partition_value(path: Path, name: str) -> str | None:
+    """The value of the nearest `<name>=value` folder above `path`."""
+    folder = next((p.name for p in path.parents if p.name.startswith(f"{name}=")), None)
+    return None if folder is None else folder.split("=", 1)[1]
+
+
+def read_channel(directory: Path) -> pd.DataFrame:
+    """Every Parquet file of a channel or step output, concatenated."""
+    files = parquet_files(directory)
+    if not files:
+        raise SystemExit(f"no Parquet files in {directory}")
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def write_json(document: object, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hyperparameters_file(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Known hyperparameters from the training container's hyperparameters.json (strings, JSON-quoted by some SDKs);
+    use as `parser.set_defaults(**hyperparameters_file(parser))` so that command-line arguments still win."""
+    config_dir = Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"))
+    path = config_dir / "hyperparameters.json"
+    if not path.exists():
+        return {}
+    known = {action.dest for action in parser._actions}
+    values: dict[str, str] = {}
+    for key, raw in json.loads(path.read_text(encoding="utf-8")).items():
+        if key.replace("-", "_") not in known:
+            continue
+        try:
+            decoded = json.loads(raw) if isinstance(raw, str) else raw
+        except json.JSONDecodeError:
+            decoded = raw
+        values[key.replace("-", "_")] = str(decoded)
+    return values
