@@ -51,9 +51,9 @@ def verify(token: str, issuer: str, audience: str) -> dict[str, Any]:
         )
     except (jwt.PyJWTError, OSError, KeyError, ValueError):
         raise UnauthorizedError() from None
-    audiences = claims.get("aud", [])
-    audiences = [audiences] if isinstance(audiences, str) else list(audiences)
-    if audience not in [*audiences, claims.get("client_id")]:
+    audiences = claims.get("aud") or []
+    audiences = [audiences] if isinstance(audiences, str) else audiences
+    if not isinstance(audiences, list) or audience not in [*audiences, claims.get("client_id")]:
         raise UnauthorizedError()
     if claims.get("token_use", "access") != "access":
         raise UnauthorizedError()

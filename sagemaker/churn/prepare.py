@@ -3,8 +3,10 @@
 At a real cutoff T no label is known for a cutoff later than T minus the label horizon: its window has not closed.
 So: test = the latest labelled cutoff (held out for evaluation); validation = the latest cutoff whose label window
 ends by the test cutoff (`cutoff + horizon <= test`); train = every cutoff whose label window ends by the
-validation cutoff. No label a model learns from, or is early-stopped or tuned on, reads a purchase made in the
-window it is evaluated on. The horizon is the feature set's (`shelfwise.churn.features`, staged with this script).
+validation cutoff (tuning and early stopping); refit = every cutoff whose label window ends by the test cutoff (the
+final model, once tuned, learns from all the history that was known at the test cutoff). No label a model learns
+from, or is early-stopped or tuned on, reads a purchase made in the window it is evaluated on. The horizon is the
+feature set's (`shelfwise.churn.features`, staged with this script).
 
 Also the cold-start measurement: among the registered customers without a purchase at the validation (and test)
 cutoff, how many churned; train.py stores the validation rate as the prior the API gives such customers.
@@ -37,6 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--train-dir", type=Path, default=BASE / "train")
     parser.add_argument("--validation-dir", type=Path, default=BASE / "validation")
     parser.add_argument("--test-dir", type=Path, default=BASE / "test")
+    parser.add_argument("--refit-dir", type=Path, default=BASE / "refit")
     parser.add_argument("--quarantine-dir", type=Path, default=BASE / "quarantine")
     return parser.parse_args(argv)
 
@@ -79,7 +82,8 @@ def split_cutoffs(cutoffs: list[pd.Timestamp], horizon_days: int) -> dict[str, l
             f"the validation cutoff {validation.date()}, which is {horizon_days}+ days before the test cutoff "
             f"{test.date()}; cutoffs: {', '.join(str(c.date()) for c in ordered)}"
         )
-    return {"train": train, "validation": [validation], "test": [test]}
+    refit = [c for c in ordered if c + gap <= test]
+    return {"train": train, "validation": [validation], "test": [test], "refit": refit}
 
 
 def cold_start_summary(cold: pd.DataFrame | None, cutoff: pd.Timestamp) -> dict[str, object]:
@@ -101,7 +105,12 @@ def main(argv: list[str]) -> None:
         raise SystemExit("no usable training rows")
     splits = split_cutoffs(list(good[CUTOFF]), FEATURE_SET.label_horizon_days)
     cold = read_partitioned(args.cold_start_dir, CUTOFF) if parquet_files(args.cold_start_dir) else None
-    outputs = {"train": args.train_dir, "validation": args.validation_dir, "test": args.test_dir}
+    outputs = {
+        "train": args.train_dir,
+        "validation": args.validation_dir,
+        "test": args.test_dir,
+        "refit": args.refit_dir,
+    }
     counts: dict[str, object] = {
         "input": len(data),
         "quarantined": int(bad.sum()),
@@ -117,8 +126,8 @@ def main(argv: list[str]) -> None:
         }
         if name != "train":
             write_json(cold_start_summary(cold, cutoffs[-1]), outputs[name] / COLD_START_FILE)
-    used = [c for cs in splits.values() for c in cs]
-    counts["unused_between_splits"] = int((~good[CUTOFF].isin(used)).sum())
+    used = [c for name, cs in splits.items() if name != "refit" for c in cs]
+    counts["between_splits"] = int((~good[CUTOFF].isin(used)).sum())
     rejected = data[bad].assign(reason=reasons[bad])
     args.quarantine_dir.mkdir(parents=True, exist_ok=True)
     if not rejected.empty:

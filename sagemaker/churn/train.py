@@ -8,11 +8,16 @@ customers (their purchase counts and ages: no label, nothing after the cutoff) a
 features. The parameters fitted at the validation cutoff go into the artifact, so evaluation, batch scoring and the
 API derive the features with parameters fitted before the test cutoff.
 
-Tuning: a small grid of tree shapes, each early-stopped on the validation cutoff (whose labels end before the test
-cutoff, see prepare.py); the shape with the best validation log loss wins. Imbalance: positives get weight
-`scale_pos_weight` (`auto` = negatives / positives); the distortion this puts in the probabilities is removed by
-shifting the model's base margin until the mean probability on validation equals its churn rate (the shift lives in
-`model.json`'s base score, so anything that loads the booster serves calibrated probabilities).
+Tuning: a small grid of tree shapes, each trained on `train` and early-stopped on the validation cutoff (whose labels
+end before the test cutoff, see prepare.py); the shape with the best validation AUC wins. The final model is then
+refitted with that shape on `refit`, every cutoff whose labels had closed by the test cutoff, for as many rounds as
+early stopping found, scaled by the rows: more and more recent history, still nothing from the test window.
+
+Imbalance: positives get weight `scale_pos_weight` (`auto` = negatives / positives); the distortion this puts in the
+probabilities is removed by shifting the model's base margin until the mean probability on the latest cutoff it
+learned from equals that cutoff's churn rate (the shift lives in `model.json`'s base score, so anything that loads
+the booster serves calibrated probabilities). The validation metrics and calibration errors are the tuned model's,
+measured on the validation cutoff it never trained on.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from step_io import hyperparameters_file, read_channel
 
 from shelfwise.churn import bgnbd
-from shelfwise.churn.features import CUTOFF, DERIVED_NAMES, FEATURE_NAMES, FEATURE_SET, LABEL
+from shelfwise.churn.features import CUTOFF, DERIVED_NAMES, FEATURE_NAMES, FEATURE_SET, LABEL, VERSION_COLUMN
 from shelfwise.churn.scoring import bgnbd_inputs, derived_features
 
 COLD_START_FILE = "cold_start.json"
@@ -46,6 +51,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--train", type=Path, default=Path(channel("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train")))
     parser.add_argument(
         "--validation", type=Path, default=Path(channel("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"))
+    )
+    parser.add_argument(
+        "--refit", type=Path, default=Path(channel("SM_CHANNEL_REFIT", "/opt/ml/input/data/refit")), help="optional"
     )
     parser.add_argument("--model-dir", type=Path, default=Path(channel("SM_MODEL_DIR", "/opt/ml/model")))
     parser.add_argument("--max_depth", default="3,5", help="comma-separated candidates")
@@ -168,39 +176,55 @@ def cold_start_prior(validation_dir: Path, base_rate: float) -> dict[str, Any]:
     return {**summary, "rate": summary["churned"] / summary["customers"], "source": "customers without history"}
 
 
-def train_model(args: argparse.Namespace) -> dict[str, Any]:
-    """Fit BG/NBD, tune, train, calibrate and write the artifact; returns metadata.json's content."""
-    train, validation = read_channel(args.train), read_channel(args.validation)
-    for frame in (train, validation):
-        frame[CUTOFF] = pd.to_datetime(frame[CUTOFF]).dt.normalize()
-    versions = set(train.get("feature_set_version", pd.Series([FEATURE_SET.qualified_version])).astype(str))
+def read_split(directory: Path) -> pd.DataFrame:
+    frame = read_channel(directory)
+    frame[CUTOFF] = pd.to_datetime(frame[CUTOFF]).dt.normalize()
+    versions = set(frame.get(VERSION_COLUMN, pd.Series(["unknown"])).astype(str))
     if versions != {FEATURE_SET.qualified_version}:
         raise SystemExit(
-            f"training rows carry feature sets {sorted(versions)}; this code trains on {FEATURE_SET.qualified_version}"
+            f"{directory} holds feature sets {sorted(versions)}; this code trains on {FEATURE_SET.qualified_version}"
         )
+    return frame
+
+
+def matrix(frame: pd.DataFrame, features: list[str], weight: float | None = None) -> xgb.DMatrix:
+    labels = frame[LABEL].to_numpy(dtype=np.float32)
+    weights = None if weight is None else np.where(labels == 1, weight, 1.0)
+    return xgb.DMatrix(frame[features].to_numpy(np.float32), label=labels, weight=weights, feature_names=features)
+
+
+def calibrated(booster: xgb.Booster, frame: pd.DataFrame, features: list[str]) -> tuple[xgb.Booster, float]:
+    """The booster shifted so that its mean probability on `frame` is `frame`'s churn rate; and the shift."""
+    margin = booster.predict(matrix(frame, features), output_margin=True)
+    shift = intercept_shift(margin, float(frame[LABEL].mean()))
+    return with_base_margin_shift(booster, shift), shift
+
+
+def train_model(args: argparse.Namespace) -> dict[str, Any]:
+    """Fit BG/NBD, tune, refit, calibrate and write the artifact; returns metadata.json's content."""
+    train, validation = read_split(args.train), read_split(args.validation)
+    refit = read_split(args.refit) if args.refit.is_dir() and any(args.refit.rglob("*.parquet")) else None
     features = list(FEATURE_NAMES)
     params_by_cutoff: dict[pd.Timestamp, bgnbd.BgNbdParams] = {}
     if args.bgnbd == "true":
-        for cutoff, rows in pd.concat([train, validation]).groupby(CUTOFF):
+        history = pd.concat([f for f in (train, validation, refit) if f is not None]).drop_duplicates(
+            ["customer_id", CUTOFF]
+        )
+        for cutoff, rows in history.groupby(CUTOFF):
             params_by_cutoff[pd.Timestamp(str(cutoff))] = fit_bgnbd(rows)
         train, validation = with_derived(train, params_by_cutoff), with_derived(validation, params_by_cutoff)
+        refit = None if refit is None else with_derived(refit, params_by_cutoff)
         features += list(DERIVED_NAMES)
     y_train, y_val = train[LABEL].to_numpy(dtype=np.float32), validation[LABEL].to_numpy(dtype=np.float32)
     if len(np.unique(y_val)) < 2:
         raise SystemExit("the validation split has a single class; cannot early-stop or calibrate")
     weight = positive_weight(args.scale_pos_weight, y_train)
-    dtrain = xgb.DMatrix(train[features].to_numpy(np.float32), label=y_train, feature_names=features)
-    # Weighted as in training: early stopping on log loss compares like with like.
-    dval = xgb.DMatrix(
-        validation[features].to_numpy(np.float32),
-        label=y_val,
-        weight=np.where(y_val == 1, weight, 1.0),
-        feature_names=features,
-    )
+    dtrain, dval = matrix(train, features), matrix(validation, features, weight)
     base_params: dict[str, Any] = {
         "objective": "binary:logistic",
         "tree_method": "hist",
-        "eval_metric": ["auc", "logloss"],  # the last one stops early
+        # early stopping on log loss, weighted on validation as in training (compares like with like)
+        "eval_metric": ["auc", "logloss"],
         "eta": args.eta,
         "subsample": args.subsample,
         "colsample_bytree": args.colsample_bytree,
@@ -219,49 +243,60 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
             early_stopping_rounds=args.early_stopping_rounds,
             verbose_eval=False,
         )
-        trials.append(
-            {
-                **shape,
-                "best_iteration": int(booster.best_iteration),
-                "logloss": float(booster.best_score),
-                "booster": booster,
-            }
-        )
-    best = min(trials, key=lambda t: t["logloss"])
-    booster = best["booster"][: best["best_iteration"] + 1]
-    raw_margin = booster.predict(dval, output_margin=True)
-    shift = intercept_shift(raw_margin, float(y_val.mean()))
-    calibrated = with_base_margin_shift(booster, shift)
-    before = expected_calibration_error(y_val, 1 / (1 + np.exp(-raw_margin)), args.calibration_bins)
-    metrics = classification_metrics(y_val, calibrated.predict(dval), args.calibration_bins)
-    cutoff = validation[CUTOFF].max()
-    cutoff_text = str(cutoff.date())
-    version_params = {k: str(v) for k, v in vars(args).items() if k not in {"train", "validation", "model_dir"}}
-    base_rate = float(y_val.mean())
+        rounds = int(booster.best_iteration) + 1
+        scores = booster.predict(dval, iteration_range=(0, rounds))
+        trial = {**shape, "best_iteration": rounds - 1, "validation_auc": float(roc_auc_score(y_val, scores))}
+        trials.append((trial, booster[:rounds]))
+    best, tuned = max(trials, key=lambda t: t[0]["validation_auc"])
+    tuned_calibrated, _ = calibrated(tuned, validation, features)
+    before = expected_calibration_error(y_val, tuned.predict(matrix(validation, features)), args.calibration_bins)
+    metrics = classification_metrics(
+        y_val, tuned_calibrated.predict(matrix(validation, features)), args.calibration_bins
+    )
+    final_rows, final = train, tuned
+    if refit is not None:
+        final_rows = refit
+        rounds = max(1, round((best["best_iteration"] + 1) * len(refit) / len(train)))
+        shape = {k: best[k] for k in ("max_depth", "min_child_weight")}
+        final = xgb.train({**base_params, **shape}, matrix(refit, features), num_boost_round=rounds)
+    latest_cutoff = final_rows[CUTOFF].max()
+    latest = final_rows[final_rows[CUTOFF] == latest_cutoff]
+    served, shift = calibrated(final, latest, features)
+    cutoff_text = str(latest_cutoff.date())
+    version_params = {
+        k: str(v) for k, v in vars(args).items() if k not in {"train", "validation", "refit", "model_dir"}
+    }
+    base_rate = float(latest[LABEL].mean())
+    prior = cold_start_prior(args.refit if refit is not None else args.validation, base_rate)
     metadata = {
-        "model_version": args.model_version or version_for(train, validation, version_params, cutoff_text),
+        "model_version": args.model_version or version_for(final_rows, validation, version_params, cutoff_text),
         "feature_set_version": FEATURE_SET.qualified_version,
         "trained_at": cutoff_text,
         "cutoff": cutoff_text,
         "label_horizon_days": FEATURE_SET.label_horizon_days,
         "base_rate": base_rate,
-        "cold_start_rate": cold_start_prior(args.validation, base_rate)["rate"],
-        "cold_start": cold_start_prior(args.validation, base_rate),
-        "bgnbd": None if not params_by_cutoff else vars(params_by_cutoff[cutoff]) | {"fitted_at": cutoff_text},
+        "cold_start_rate": prior["rate"],
+        "cold_start": prior,
+        "bgnbd": None
+        if not params_by_cutoff
+        else vars(params_by_cutoff[pd.Timestamp(latest_cutoff)]) | {"fitted_at": cutoff_text},
         "metrics": {
             "validation": metrics,
             "ece_before_calibration": before,
             "calibration_shift": shift,
             "scale_pos_weight": weight,
-            "tuning": [{k: v for k, v in t.items() if k != "booster"} for t in trials],
-            "chosen": {k: best[k] for k in ("max_depth", "min_child_weight", "best_iteration")},
+            "tuning": [trial for trial, _ in trials],
+            "chosen": best,
+            "refit": None
+            if refit is None
+            else {"rows": len(refit), "cutoffs": sorted({str(c.date()) for c in refit[CUTOFF]}), "rounds": rounds},
             "n_train": len(train),
             "n_validation": len(validation),
             "train_cutoffs": sorted({str(c.date()) for c in train[CUTOFF]}),
         },
         "risk_bands": {"low": args.risk_low, "high": args.risk_high},
     }
-    write_artifact(args.model_dir, calibrated, features, metadata)
+    write_artifact(args.model_dir, served, features, metadata)
     return metadata
 
 

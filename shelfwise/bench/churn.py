@@ -113,7 +113,7 @@ def run_scripts(
     code = scratch / "code"
     with tarfile.open(build_source_tarball(pipeline("churn"), scratch / "sourcedir.tar.gz"), "r:gz") as tar:
         tar.extractall(code, filter="data")
-    splits = {name: scratch / name for name in ("train", "validation", "test", "quarantine")}
+    splits = {name: scratch / name for name in ("train", "validation", "test", "refit", "quarantine")}
     started = time.perf_counter()
     run_script(
         code / "prepare.py",
@@ -130,6 +130,7 @@ def run_scripts(
     env = {
         "SM_CHANNEL_TRAIN": str(splits["train"]),
         "SM_CHANNEL_VALIDATION": str(splits["validation"]),
+        "SM_CHANNEL_REFIT": str(splits["refit"]),
         "SM_MODEL_DIR": str(model_dir),
         "SM_INPUT_CONFIG_DIR": str(scratch / "config"),
     }
@@ -142,7 +143,8 @@ def run_scripts(
         for path in sorted(model_dir.iterdir()):
             tar.add(path, arcname=path.name)
     started = time.perf_counter()
-    args = [f"--model-dir={archive.parent}", f"--train-dir={splits['train']}", f"--test-dir={splits['test']}"]
+    # the baselines learn from the same history as the model's final fit, as in the pipeline
+    args = [f"--model-dir={archive.parent}", f"--train-dir={splits['refit']}", f"--test-dir={splits['test']}"]
     run_script(code / "evaluate.py", [*args, f"--evaluation-dir={scratch / 'evaluation'}"], {}, scratch / "evaluate")
     timings["evaluate"] = time.perf_counter() - started
     evaluation = json.loads((scratch / "evaluation" / "evaluation.json").read_text(encoding="utf-8"))
@@ -176,13 +178,13 @@ def results_table(result: ChurnBench) -> Table:
 
 def split_line(result: ChurnBench) -> str:
     split = result.split
-    train, validation, test = split["train"], split["validation"], split["test"]
+    train, validation, test, refit = split["train"], split["validation"], split["test"], split["refit"]
     return (
         f"split (label horizon {split['label_horizon_days']} days): train {len(train['cutoffs'])} cutoffs "
         f"{train['cutoffs'][0]}..{train['cutoffs'][-1]} ({train['rows']:,} rows), "
         f"validation {validation['cutoffs'][0]} ({validation['rows']:,}), test {test['cutoffs'][0]} "
-        f"({test['rows']:,}); {split['unused_between_splits']:,} rows of cutoffs between the splits unused "
-        "(their label windows would overlap the next split)"
+        f"({test['rows']:,}); the final fit on {len(refit['cutoffs'])} cutoffs up to {refit['cutoffs'][-1]} "
+        f"({refit['rows']:,} rows): every label window closes by the next split's cutoff"
     )
 
 
@@ -190,16 +192,26 @@ def key_line(result: ChurnBench) -> str:
     ev = result.evaluation
     churn = ev["churn"]
     baselines = ", ".join(f"{_NAMES[k]} {v['auc']:.4f}" for k, v in ev["baselines"].items())
-    verdict = "beats" if ev["margin_over_best_baseline"] > 0 else "does NOT beat"
+    low, high = ev["margin_interval_95"]
+    verdict = (
+        "beats"
+        if low > 0
+        else "is worse than"
+        if high < 0
+        else "does not beat (within noise)"
+        if ev["margin_over_best_baseline"] <= 0
+        else "edges (within noise)"
+    )
     chosen = result.metadata["metrics"]["chosen"]
     return (
         f"churn {result.data}: XGBoost AUC {churn['auc']:.4f} {verdict} the best baseline "
-        f"({_NAMES[ev['best_baseline']]}, margin {ev['margin_over_best_baseline']:+.4f}); baselines: {baselines}; "
+        f"({_NAMES[ev['best_baseline']]}, margin {ev['margin_over_best_baseline']:+.4f}, 95% interval "
+        f"{low:+.4f}..{high:+.4f}); baselines: {baselines}; "
         f"PR-AUC {churn['pr_auc']:.4f}, Brier {churn['brier']:.4f}, top-decile lift {churn['top_decile_lift']:.2f}; "
         f"validation AUC {result.metadata['metrics']['validation']['auc']:.4f}, ECE "
-        f"{result.metadata['metrics']['validation']['ece']:.4f}; trees depth {chosen['max_depth']}, "
-        f"{chosen['best_iteration'] + 1} rounds; {result.training_rows:,} feature rows at {len(result.cutoffs)} "
-        f"cutoffs; train {result.seconds['train']:.1f} s"
+        f"{result.metadata['metrics']['validation']['ece']:.4f}; trees depth {chosen['max_depth']}, refit for "
+        f"{result.metadata['metrics']['refit']['rounds']} rounds; {result.training_rows:,} feature rows at "
+        f"{len(result.cutoffs)} cutoffs; train {result.seconds['train']:.1f} s"
     )
 
 

@@ -48,7 +48,7 @@ PROCESSING = "/opt/ml/processing"
 #: Where an execution keeps its intermediate data: `<RUNS_PREFIX>/<execution id>/<step>/<output>/`.
 RUNS_PREFIX = "pipelines/churn"
 PREDICTIONS_PREFIX = "predictions/churn/"
-_SPLITS = ("train", "validation", "test")
+_SPLITS = ("train", "validation", "test", "refit")
 #: What the training step passes to train.py; the script's defaults (and the staged feature set) do the rest.
 TRAINING_HYPERPARAMETERS: dict[str, str] = {"seed": "0"}
 #: Customer metadata of a registered package, as the evaluation step measured it (the API verifies the sha256).
@@ -88,7 +88,8 @@ def _train_step(cfg: PipelineConfig) -> TrainingStep:
         name=TRAIN,
         entry_point="train.py",
         channels=tuple(
-            Input(name, StepOutput(PREPARE, name), f"/opt/ml/input/data/{name}") for name in ("train", "validation")
+            Input(name, StepOutput(PREPARE, name), f"/opt/ml/input/data/{name}")
+            for name in ("train", "validation", "refit")
         ),
         hyperparameters=TRAINING_HYPERPARAMETERS,
         # SageMaker appends <training job name>/output/model.tar.gz: the job name is the artifact's version folder.
@@ -102,7 +103,8 @@ def _evaluate_step(cfg: PipelineConfig) -> ProcessingStep:
         script="evaluate.py",
         inputs=(
             Input("model", ModelArtifacts(TRAIN), f"{PROCESSING}/model"),
-            Input("train", StepOutput(PREPARE, "train"), f"{PROCESSING}/train"),
+            # the baselines learn from the same history as the model's final fit
+            Input("train", StepOutput(PREPARE, "refit"), f"{PROCESSING}/train"),
             Input("test", StepOutput(PREPARE, "test"), f"{PROCESSING}/test"),
         ),
         outputs=(Output("evaluation", _run_uri(cfg.bucket, "evaluation"), f"{PROCESSING}/evaluation"),),

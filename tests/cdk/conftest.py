@@ -26,7 +26,7 @@ TEST_CONTEXT: dict[str, Any] = {
     "shelfwise:region": "eu-west-1",
     "aws:cdk:bundling-stacks": [],
 }
-STACKS = ("DataLake", "OnlineStore", "FeatureJobs", "ChurnPipeline", "ChurnApi", "Orchestration")
+STACKS = ("Platform", "DataLake", "OnlineStore", "FeatureJobs", "ChurnPipelines", "Api", "Orchestration")
 
 
 @dataclass(frozen=True)

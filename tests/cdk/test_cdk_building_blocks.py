@@ -11,16 +11,27 @@ import pytest
 from aws_cdk import App, Aws, Stack, Token
 from shelfwise_cdk.constructs.glue_job import job_arguments
 from shelfwise_cdk.constructs.local_bundling import BundleSource, BundlingError, PipLocalBundling
-from shelfwise_cdk.deployment import DeploymentContextError, cdk_json_context, deployment_from_context
+from shelfwise_cdk.deployment import (
+    API_AUTH_KEY,
+    JWT_AUDIENCE_KEY,
+    JWT_ISSUER_KEY,
+    WAF_KEY,
+    DeploymentContextError,
+    cdk_json_context,
+    deployment_from_context,
+)
 from shelfwise_cdk.nag import render
-from shelfwise_cdk.packaging import build_python_zip, tree_hash
-from shelfwise_cdk.stacks.churn_pipeline import PipelineDefinitionInputs, definition_with_tokens
-from shelfwise_cdk.stacks.data_lake import lake_bucket_name
-from shelfwise_cdk.stacks.feature_jobs import FEATURE_JOBS
+from shelfwise_cdk.packaging import build_python_zip, pinned_requirements, tree_hash
+from shelfwise_cdk.stacks.api import json_schema
+from shelfwise_cdk.stacks.data_lake import lake_bucket_name, lake_lifecycle_rules
+from shelfwise_cdk.stacks.model_pipelines import definition_with_tokens
 from shelfwise_cdk.stacks.online_store import table_keys
 
 from shelfwise.config import Settings
+from shelfwise.domain import Retention
+from shelfwise.domains import DOMAINS, glue_jobs
 from shelfwise.local_aws import online_table_spec
+from shelfwise.pipelines.spec import PipelineConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +69,44 @@ def test_bad_context_values_are_named() -> None:
 
 def test_cdk_json_context_is_read_and_valid() -> None:
     values = cdk_json_context(REPO_ROOT / "cdk.json")
-    assert deployment_from_context(values.get, REPO_ROOT).settings.env == values["shelfwise:env"]
+    deployment = deployment_from_context(values.get, REPO_ROOT)
+    assert deployment.settings.env == values["shelfwise:env"]
+    assert (deployment.api_auth.mode, deployment.waf) == ("iam", True)
+
+
+def test_cdk_json_sets_every_flag_this_cdk_version_recommends() -> None:
+    """`cdk synth` counts the recommended flags a project leaves unset (`cdk init` writes them all)."""
+    import tarfile
+
+    import aws_cdk
+
+    (bundle,) = Path(aws_cdk.__file__).parent.joinpath("_jsii").glob("aws-cdk-lib@*.jsii.tgz")
+    with tarfile.open(bundle) as tar:
+        member = tar.extractfile("package/recommended-feature-flags.json")
+        assert member is not None
+        recommended = json.loads(member.read())
+    values = cdk_json_context(REPO_ROOT / "cdk.json")
+    assert sorted(set(recommended) - set(values)) == []
+    # every flag at the recommended value but one: CDK's construct telemetry in template metadata stays off
+    differing = {k for k, v in recommended.items() if values[k] != v}
+    assert differing == {"@aws-cdk/core:enableAdditionalMetadataCollection"}
+    assert values["@aws-cdk/core:defaultCrossStackReferences"] == "weak"
+
+
+def test_api_auth_and_waf_come_from_context_and_are_checked() -> None:
+    jwt = deployment_from_context(
+        context({API_AUTH_KEY: "jwt", JWT_ISSUER_KEY: "https://issuer.example/", JWT_AUDIENCE_KEY: " shop "}), REPO_ROOT
+    )
+    assert (jwt.api_auth.mode, jwt.api_auth.issuer, jwt.api_auth.audience) == ("jwt", "https://issuer.example", "shop")
+    assert deployment_from_context(context({WAF_KEY: "false"}), REPO_ROOT).waf is False
+    with pytest.raises(DeploymentContextError, match=f"{API_AUTH_KEY}='cookie'"):
+        deployment_from_context(context({API_AUTH_KEY: "cookie"}), REPO_ROOT)
+    with pytest.raises(DeploymentContextError, match=JWT_ISSUER_KEY):
+        deployment_from_context(context({API_AUTH_KEY: "jwt", JWT_AUDIENCE_KEY: "x"}), REPO_ROOT)
+    with pytest.raises(DeploymentContextError, match=JWT_AUDIENCE_KEY):
+        deployment_from_context(context({API_AUTH_KEY: "jwt", JWT_ISSUER_KEY: "https://issuer.example"}), REPO_ROOT)
+    with pytest.raises(DeploymentContextError, match=f"{WAF_KEY}='maybe'"):
+        deployment_from_context(context({WAF_KEY: "maybe"}), REPO_ROOT)
 
 
 def test_unreadable_cdk_json_is_reported(tmp_path: Path) -> None:
@@ -90,10 +138,52 @@ def test_online_table_keys_follow_the_local_spec() -> None:
 
 
 def test_glue_job_arguments_are_the_scripts_own() -> None:
-    scripts = {spec.script: (REPO_ROOT / "glue_jobs" / spec.script).read_text() for spec in FEATURE_JOBS}
-    for spec in FEATURE_JOBS:
-        for argument in [*spec.inputs, *spec.outputs]:
-            assert f'"{argument}"' in scripts[spec.script], f"{spec.script} does not parse --{argument}"
+    for spec in glue_jobs().values():
+        script = spec.script.read_text()
+        for argument in spec.prefixes:
+            assert f'"{argument}"' in script, f"{spec.script.name} does not parse --{argument}"
+
+
+def test_growing_prefixes_expire_and_raw_data_never_does() -> None:
+    rules = lake_lifecycle_rules([r for d in DOMAINS for r in d.retention])
+    expiring = {r.prefix: r.expiration for r in rules if r.expiration is not None}
+    assert {"features/churn/serving/", "pipelines/churn/", "predictions/churn/", "quarantine/churn-"} <= set(expiring)
+    assert "quarantine/curate_orders/" in expiring
+    assert not [p for p in expiring if p.startswith(("raw/", "curated/", "models/"))]
+    with pytest.raises(ValueError, match="outside raw/"):
+        lake_lifecycle_rules([Retention("raw/order_lines/", 7)])
+
+
+def test_glue_modules_are_pinned_with_their_dependencies_from_the_constraints() -> None:
+    pins = pinned_requirements(["pydantic"], REPO_ROOT / "constraints.txt")
+    assert "pydantic==2.14.3" in pins
+    assert any(p.startswith("pydantic-core==") for p in pins)
+    assert all("==" in p for p in pins)
+
+
+def test_an_unpinned_dependency_is_refused(tmp_path: Path) -> None:
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("pydantic==2.14.3\n")
+    with pytest.raises(ValueError, match=r"is not pinned in constraints\.txt"):
+        pinned_requirements(["pydantic"], constraints)
+
+
+def test_request_schemas_translate_to_api_gateway_models() -> None:
+    from aws_cdk import aws_apigateway as apigw
+
+    from shelfwise.churn.domain import score_request_schema
+
+    schema = json_schema(score_request_schema())
+    assert (schema.schema, schema.required, schema.additional_properties) == (
+        apigw.JsonSchemaVersion.DRAFT4,
+        ["features"],
+        False,
+    )
+    features = (schema.properties or {})["features"]
+    assert (features.properties or {})["recency_days"].type == apigw.JsonSchemaType.INTEGER
+    assert (features.properties or {})["monetary"].type == apigw.JsonSchemaType.NUMBER
+    with pytest.raises(ValueError, match="does not translate"):
+        json_schema({"type": "object", "patternProperties": {}})
 
 
 def test_glue_job_arguments_reject_clashes_and_bad_names() -> None:
@@ -165,11 +255,15 @@ def test_bundle_holds_code_at_root_and_library_as_package(tmp_path: Path) -> Non
     assert not (out / "pkg" / "__pycache__").exists()
 
 
-def test_pip_command_targets_the_lambda_platform(tmp_path: Path) -> None:
+def test_pip_command_targets_the_lambda_platform_pinned_by_the_constraints(tmp_path: Path) -> None:
     bundler = PipLocalBundling(
-        sources=[], requirements=tmp_path / "r.txt", platforms=("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+        sources=[],
+        requirements=tmp_path / "r.txt",
+        constraints=REPO_ROOT / "constraints.txt",
+        platforms=("manylinux2014_x86_64", "manylinux_2_28_x86_64"),
     )
     command = bundler.pip_command(tmp_path / "out")
+    assert command[command.index("-c") + 1] == str(REPO_ROOT / "constraints.txt")
     assert command[command.index("--python-version") + 1] == "3.12"
     assert "--only-binary=:all:" in command
     assert [command[i + 1] for i, a in enumerate(command) if a == "--platform"] == [
@@ -213,46 +307,52 @@ def test_render_prints_arns_as_cdk_nag_does(stack: Stack) -> None:
     assert render(stack, "*") == "*"
 
 
-def inputs_with_tokens() -> PipelineDefinitionInputs:
-    return PipelineDefinitionInputs(
+def config_with_tokens() -> PipelineConfig:
+    return PipelineConfig(
         pipeline_name="shelfwise-ci-churn",
         role_arn=f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/shelfwise-ci-churn-pipeline",
         region="eu-west-1",
         bucket=f"shelfwise-ci-lake-{Aws.ACCOUNT_ID}-eu-west-1",
         model_package_group="churn",
-        code_uris={"prepare.py": f"s3://assets-{Aws.ACCOUNT_ID}/abc.py"},
+        source_uri=f"s3://assets-{Aws.ACCOUNT_ID}/abc.tar.gz",
+        source_file="abc.tar.gz",
+        kms_key_arn=f"arn:{Aws.PARTITION}:kms:eu-west-1:{Aws.ACCOUNT_ID}:key/k",
     )
 
 
 def test_definition_gets_plain_values_and_the_tokens_come_back(stack: Stack) -> None:
-    seen: list[PipelineDefinitionInputs] = []
+    seen: list[PipelineConfig] = []
 
-    def definition(inputs: PipelineDefinitionInputs) -> str:
-        seen.append(inputs)
+    def build(config: PipelineConfig) -> PipelineConfig:
+        seen.append(config)
+        return config
+
+    def render_spec(config: PipelineConfig) -> str:
         return json.dumps(
-            {"role": inputs.role_arn, "data": f"s3://{inputs.bucket}/features/", "code": inputs.code_uris["prepare.py"]}
-        )
+            {"role": config.role_arn, "data": f"s3://{config.bucket}/features/", "code": config.source_uri,
+             "key": config.kms_key_arn}
+        )  # fmt: skip
 
-    body = definition_with_tokens(definition, inputs_with_tokens())
+    body = definition_with_tokens(render_spec, build, config_with_tokens())
     plain = seen[0]
-    assert not any(Token.is_unresolved(v) for v in (plain.role_arn, plain.bucket, *plain.code_uris.values()))
+    assert not any(Token.is_unresolved(v) for v in (plain.role_arn, plain.bucket, plain.source_uri, plain.kms_key_arn))
     assert plain.role_arn.startswith("arn:")
-    assert plain.code_uris["prepare.py"].startswith("s3://")
+    assert plain.source_uri.startswith("s3://")
     resolved = render(stack, body)
     assert json.loads(resolved) == {
         "role": "arn:<AWS::Partition>:iam::<AWS::AccountId>:role/shelfwise-ci-churn-pipeline",
         "data": "s3://shelfwise-ci-lake-<AWS::AccountId>-eu-west-1/features/",
-        "code": "s3://assets-<AWS::AccountId>/abc.py",
+        "code": "s3://assets-<AWS::AccountId>/abc.tar.gz",
+        "key": "arn:<AWS::Partition>:kms:eu-west-1:<AWS::AccountId>:key/k",
     }
 
 
 def test_definition_that_splits_a_token_value_fails() -> None:
-    def definition(inputs: PipelineDefinitionInputs) -> str:
-        account = inputs.role_arn.split(":")[4]
-        return json.dumps({"account": account})
+    def render_spec(config: PipelineConfig) -> str:
+        return json.dumps({"account": config.role_arn.split(":")[4]})
 
     with pytest.raises(ValueError, match="splits a deployment value"):
-        definition_with_tokens(definition, inputs_with_tokens())
+        definition_with_tokens(render_spec, lambda config: config, config_with_tokens())
 
 
 #: Lambda's limit for the unzipped deployment package.
@@ -275,6 +375,7 @@ def test_churn_function_bundle_is_complete_and_fits_lambda(tmp_path: Path) -> No
         code_dir=REPO_ROOT / "lambdas" / "churn",
         library_dirs=[REPO_ROOT / "shelfwise"],
         requirements=REPO_ROOT / "lambdas" / "churn" / "requirements.txt",
+        constraints=REPO_ROOT / "constraints.txt",
         log_key=kms.Key(stack, "Key"),
     )
     assembly = app.synth()

@@ -80,73 +80,125 @@ def follow(states: dict[str, Any], start: str) -> list[str]:
 
 # -- the chain ---------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_chain_runs_both_glue_jobs_then_starts_and_polls_the_pipeline(definition: dict[str, Any]) -> None:
+def test_chain_runs_the_glue_jobs_then_each_domains_pipelines_in_order(definition: dict[str, Any]) -> None:
     states = definition["States"]
     assert follow(states, definition["StartAt"]) == [
-        "CurateOrders",
-        "CustomerFeatures",
-        "StartChurnPipeline",
-        "WaitForPipeline",
-        "CountPipelinePoll",
-        "DescribePipelineExecution",
-        "PipelineStatus",
+        "RunDate",
+        "StartCurateOrders",
+        "WaitForCurateOrders",
+        "CountCurateOrdersPoll",
+        "PollCurateOrders",
+        "CurateOrdersStatus",
     ]
-    jobs = {"CurateOrders": "shelfwise-ci-curate-orders", "CustomerFeatures": "shelfwise-ci-customer-features"}
-    for state, job in jobs.items():
-        assert states[state]["Resource"].endswith(":states:::glue:startJobRun.sync")  # waits for the job run
-        assert states[state]["Parameters"]["JobName"] == job
-        assert states[state]["ResultPath"] is None
-        assert "Timeout" not in states[state]["Parameters"]  # the job's own timeout applies
-    assert "$$.Execution.StartTime" in states["CurateOrders"]["Parameters"]["Arguments"]["--run_date.$"]
-    start = states["StartChurnPipeline"]
-    assert start["Resource"].endswith(":states:::aws-sdk:sagemaker:startPipelineExecution")
-    assert start["Parameters"]["PipelineName"] == "shelfwise-ci-churn"
-    assert start["ResultSelector"] == {"arn.$": "$.PipelineExecutionArn", "polls": 0}
-    assert states["CountPipelinePoll"]["Parameters"]["polls.$"] == "States.MathAdd($.pipeline.polls, 1)"
-    describe = states["DescribePipelineExecution"]
-    assert describe["Resource"].endswith(":states:::aws-sdk:sagemaker:describePipelineExecution")
-    assert describe["ResultSelector"]["status.$"] == "$.PipelineExecutionStatus"
+    assert follow(states, "CurateOrdersSucceeded")[:2] == ["CurateOrdersSucceeded", "StartCustomerFeatures"]
+    assert follow(states, "CustomerFeaturesSucceeded")[:2] == ["CustomerFeaturesSucceeded", "StartChurnTraining"]
+    assert follow(states, "RecordChurnTraining") == ["RecordChurnTraining", "FindChurnModel", "ChurnModelApproved?"]
+    assert follow(states, "DescribeChurnModel") == ["DescribeChurnModel", "ChurnModelVerifiable?"]
+    verifiable = states["ChurnModelVerifiable?"]
+    assert verifiable["Choices"][0]["Next"] == "StartChurnScoring"
+    assert states[verifiable["Default"]]["Error"] == "UnverifiableModel"
+    assert follow(states, "PublishChurn") == ["PublishChurn", "Published"]
 
 
 @pytest.mark.slow
-def test_pipeline_status_publishes_on_success_fails_with_the_cause_and_is_bounded(definition: dict[str, Any]) -> None:
+def test_glue_jobs_get_the_run_date_and_only_transient_errors_are_retried(definition: dict[str, Any]) -> None:
     states = definition["States"]
-    choice = states["PipelineStatus"]
-    assert choice["Type"] == "Choice"
-    succeeded, finished_badly, overdue = choice["Choices"]
-    assert (succeeded["Variable"], succeeded["StringEquals"]) == ("$.pipeline.execution.status", "Succeeded")
-    assert follow(states, succeeded["Next"]) == ["PublishChurnScores", "Published"]
-    assert states["Published"]["Type"] == "Succeed"
-    assert sorted(c["StringEquals"] for c in finished_badly["Or"]) == ["Failed", "Stopped"]
-    failed = states[finished_badly["Next"]]
-    assert (failed["Type"], failed["Error"]) == ("Fail", "ChurnPipelineFailed")
-    # the cause carries the whole description, FailureReason (e.g. the gate's message) included
-    assert "$.pipeline.execution.description" in failed["CausePath"]
-    assert overdue == {"Variable": "$.pipeline.polls", "NumericGreaterThanEquals": 72, "Next": "StopOverduePipeline"}
-    assert follow(states, "StopOverduePipeline") == ["StopOverduePipeline", "PipelineTimedOut"]
-    assert states["StopOverduePipeline"]["Resource"].endswith(":sagemaker:stopPipelineExecution")
-    assert states["PipelineTimedOut"]["Type"] == "Fail"
-    assert choice["Default"] == "WaitForPipeline"
-    assert states["WaitForPipeline"]["Seconds"] == 300
-    assert definition["TimeoutSeconds"] == 12 * 3600
+    run_date = states["RunDate"]["Parameters"]["date.$"]
+    assert "$$.Execution.StartTime" in run_date  # a redriven execution redoes the same day
+    curate, features = states["StartCurateOrders"], states["StartCustomerFeatures"]
+    assert curate["Resource"].endswith(":states:::aws-sdk:glue:startJobRun")  # start + poll, no .sync
+    assert curate["Parameters"]["JobName"] == "shelfwise-ci-curate-orders"
+    assert curate["Parameters"]["Arguments"] == {"--run_date.$": "$.run.date"}
+    assert features["Parameters"]["Arguments"] == {"--serving_cutoff.$": "$.run.date"}
+    retried = {e for r in curate["Retry"] for e in r["ErrorEquals"]}
+    assert retried == {
+        "Glue.ConcurrentRunsExceededException",
+        "Glue.ThrottlingException",
+        "Glue.InternalServiceException",
+        "Glue.OperationTimeoutException",
+    }
+    assert all(r["BackoffRate"] >= 2 for r in curate["Retry"])
+    assert "States.ALL" not in retried
+    assert "States.TaskFailed" not in retried
+    status = states["CurateOrdersStatus"]
+    failed = next(c for c in status["Choices"] if "Or" in c)
+    assert sorted(c["StringEquals"] for c in failed["Or"]) == ["ERROR", "FAILED", "STOPPED", "TIMEOUT"]
+    assert states[failed["Next"]]["Type"] == "Fail"
 
 
 @pytest.mark.slow
-def test_publish_gets_the_prefix_the_batch_score_of_that_execution_wrote(
+def test_a_failed_candidate_does_not_stop_scoring_but_a_failed_scoring_stops_publishing(
+    definition: dict[str, Any],
+) -> None:
+    states = definition["States"]
+    trained = states["ChurnTrainingStatus"]
+    ended, polling = trained["Choices"]
+    assert sorted(c["StringEquals"] for c in ended["Or"]) == ["Failed", "Stopped", "Succeeded"]
+    assert ended["Next"] == "RecordChurnTraining"
+    assert polling == {"Variable": "$.pipeline.polls", "NumericLessThan": 72, "Next": "WaitForChurnTraining"}
+    assert follow(states, trained["Default"]) == [
+        "StopOverdueChurnTraining",
+        "RecordChurnTrainingOverdue",
+        "FindChurnModel",
+        "ChurnModelApproved?",
+    ]
+    assert states["RecordChurnTrainingOverdue"]["Parameters"]["status"] == "StoppedOverdue"
+    scored = states["ChurnScoringStatus"]
+    succeeded, badly, _ = scored["Choices"]
+    assert (succeeded["StringEquals"], succeeded["Next"]) == ("Succeeded", "PublishChurn")
+    assert states[badly["Next"]]["Type"] == "Fail"
+    assert "$.pipeline.execution.description" in states[badly["Next"]]["CausePath"]
+    assert follow(states, scored["Default"]) == ["StopOverdueChurnScoring", "ChurnScoringTimedOut"]
+
+
+@pytest.mark.slow
+def test_scoring_gets_the_newest_approved_package_as_the_api_defines_it(definition: dict[str, Any]) -> None:
+    from shelfwise.pipelines.registry import NEWEST_APPROVED_QUERY
+
+    states = definition["States"]
+    find = states["FindChurnModel"]
+    assert find["Resource"].endswith(":states:::aws-sdk:sagemaker:listModelPackages")
+    assert find["Parameters"] == {"ModelPackageGroupName": "churn", **NEWEST_APPROVED_QUERY}
+    approved = states["ChurnModelApproved?"]
+    assert approved["Choices"][0]["Next"] == "DescribeChurnModel"
+    assert states[approved["Default"]] == {
+        "Type": "Fail",
+        "Error": "NoApprovedModel",
+        "Cause": "model package group churn has no approved package: approve one",
+    }
+    sha256 = "$.model.package.CustomerMetadataProperties.artifact_sha256"
+    assert states["ChurnModelVerifiable?"]["Choices"][0] == {
+        "Variable": sha256,
+        "IsPresent": True,
+        "Next": "StartChurnScoring",
+    }
+    parameters = {p["Name"]: p for p in states["StartChurnScoring"]["Parameters"]["PipelineParameters"]}
+    assert parameters["ModelUri"]["Value.$"] == "$.model.uri"
+    assert parameters["ModelSha256"]["Value.$"] == sha256
+    serving = parameters["ServingFeaturesUri"]["Value.$"]
+    assert "features/churn/serving/cutoff={}/" in serving
+    assert "$.run.date" in serving
+
+
+@pytest.mark.slow
+def test_publish_gets_the_prefix_the_scoring_execution_wrote(
     definition: dict[str, Any], templates: dict[str, dict[str, Any]]
 ) -> None:
-    publish = definition["States"]["PublishChurnScores"]
+    publish = definition["States"]["PublishChurn"]
     assert publish["Parameters"] == {
         "predictions_prefix.$": "States.Format('predictions/churn/{}/', "
         "States.ArrayGetItem(States.StringSplit($.pipeline.arn, '/'), 3))"
     }
-    assert {"UnprocessedItemsError"} <= {e for r in publish["Retry"] for e in r["ErrorEquals"]}
+    assert {"ThrottledError"} <= {e for r in publish["Retry"] for e in r["ErrorEquals"]}
     # the batch score writes to predictions/churn/<execution id>/, and the id is that item of the execution ARN
-    arn = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/shelfwise-ci-churn/execution/8ep4bgfo0pyw"
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/shelfwise-ci-churn-score/execution/8ep4bgfo0pyw"
     assert arn.split("/")[EXECUTION_ID_ITEM] == "8ep4bgfo0pyw"
-    (pipeline,) = resources(templates["ChurnPipeline"], "AWS::SageMaker::Pipeline").values()
+    (pipeline,) = [
+        p for p in resources(templates["ChurnPipelines"], "AWS::SageMaker::Pipeline").values()
+        if p["PipelineName"] == "shelfwise-ci-churn-score"
+    ]  # fmt: skip
     body = json.loads(joined(pipeline["PipelineDefinition"]["PipelineDefinitionBody"]))
-    score = next(s for s in body["Steps"][-1]["Arguments"]["IfSteps"] if s["Name"] == "BatchScoreChurn")
+    (score,) = body["Steps"]
     outputs = score["Arguments"]["ProcessingOutputConfig"]["Outputs"]
     destination = next(o for o in outputs if o["OutputName"] == "predictions")["S3Output"]["S3Uri"]["Std:Join"]
     assert destination["Values"][-3:] == ["predictions", "churn", {"Get": "Execution.PipelineExecutionId"}]
@@ -176,57 +228,59 @@ def test_standard_machine_logs_all_to_an_encrypted_group_and_traces(
     (destination,) = logging["Destinations"]
     group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
     group = resources(template, "AWS::Logs::LogGroup")[group_id]
-    assert group["KmsKeyId"]["Fn::GetAtt"][0].startswith("OrchestrationKey")
+    assert "shelfwise-ci-platform" in json.dumps(group["KmsKeyId"])  # the operations key
     assert group["RetentionInDays"] == 365
 
 
 @pytest.mark.slow
-def test_alarms_on_failed_executions_and_rejected_records_notify_the_alarm_topic(template: dict[str, Any]) -> None:
+def test_alarms_on_failed_days_rejected_records_and_nothing_published(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 2
+    assert len(alarms) == 3
     for alarm in alarms.values():
         (action,) = alarm["AlarmActions"]
-        # the deployment's one alarm topic (encrypted, in the churn API stack)
-        assert re.match(r"^shelfwise-ci-churn-api:ExportsOutputRefAlarmTopic", action["Fn::ImportValue"])
+        assert "shelfwise-ci-platform" in json.dumps(action)  # the deployment's one alarm topic
     expressions = [q["Expression"] for a in alarms.values() for q in a.get("Metrics", []) if "Expression" in q]
     assert expressions == ["failed + timedOut"]
-    assert any(a.get("MetricName") == "RejectedRecords" and a["Namespace"] == "Shelfwise" for a in alarms.values())
+    by_metric = {a.get("MetricName"): a for a in alarms.values()}
+    assert by_metric["RejectedRecords"]["Dimensions"] == [{"Name": "service", "Value": "churn-publish"}]
+    nothing = by_metric["PublishedRecords"]
+    assert (nothing["ComparisonOperator"], nothing["Threshold"]) == ("LessThanThreshold", 1)
+    assert nothing["TreatMissingData"] == "breaching"  # no publish at all is the stale case
+    assert nothing["Period"] == 26 * 3600
 
 
 # -- least privilege ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_state_machine_role_reaches_only_the_two_jobs_the_pipeline_and_the_publish_function(
-    template: dict[str, Any],
-) -> None:
+def test_state_machine_role_reaches_only_the_jobs_pipelines_packages_and_publisher(template: dict[str, Any]) -> None:
     allowed = grants(template, "DailyChainRoleDefaultPolicy")
-    jobs = {f"arn:{REF}:glue:eu-west-1:{REF}:job/shelfwise-ci-{job}" for job in ("curate-orders", "customer-features")}
-    for action in ("glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"):
+    jobs = {f"arn:aws:glue:eu-west-1:{REF}:job/shelfwise-ci-{job}" for job in ("curate-orders", "customer-features")}
+    for action in ("glue:StartJobRun", "glue:GetJobRun", "glue:BatchStopJobRun"):
         assert allowed.pop(action) == jobs
-    pipeline = f"arn:{REF}:sagemaker:eu-west-1:{REF}:pipeline/shelfwise-ci-churn"
-    assert allowed.pop("sagemaker:StartPipelineExecution") == {pipeline}
+    pipelines = {f"arn:aws:sagemaker:eu-west-1:{REF}:pipeline/shelfwise-ci-{p}" for p in ("churn", "churn-score")}
+    assert allowed.pop("sagemaker:StartPipelineExecution") == pipelines
     for action in ("sagemaker:DescribePipelineExecution", "sagemaker:StopPipelineExecution"):
-        assert allowed.pop(action) == {f"{pipeline}/execution/*"}
+        assert allowed.pop(action) == {f"{p}/execution/*" for p in pipelines}
+    assert allowed.pop("sagemaker:DescribeModelPackage") == {f"arn:aws:sagemaker:eu-west-1:{REF}:model-package/churn/*"}
     assert allowed.pop("lambda:InvokeFunction") == {REF, f"{REF}:*"}
-    # what is left supports no resource ARNs: log delivery and X-Ray
-    assert all(re.match(r"^(logs|xray):", action) for action in allowed), sorted(allowed)
+    # what is left supports no resource ARNs: the registry listing, log delivery and X-Ray
+    assert all(re.match(r"^(logs|xray):|^sagemaker:ListModelPackages$", action) for action in allowed), sorted(allowed)
     assert all(resource == {"*"} for resource in allowed.values())
 
 
 @pytest.mark.slow
 def test_publish_function_reads_runs_quarantines_rejects_and_only_puts_items(template: dict[str, Any]) -> None:
-    allowed = grants(template, "PublishFunctionRoleDefaultPolicy")
-    lake = f"arn:{REF}:s3:::shelfwise-ci-lake-{REF}-eu-west-1"
-    assert allowed.pop("s3:GetObject*") == {lake, f"{lake}/predictions/churn/*"}
+    allowed = grants(template, "ChurnPublishFunctionRole")
+    lake = f"arn:aws:s3:::shelfwise-ci-lake-{REF}-eu-west-1"
+    assert allowed.pop("s3:GetObject") == allowed.pop("s3:GetObjectVersion") == {f"{lake}/predictions/churn/*"}
     assert allowed.pop("s3:PutObject") == {f"{lake}/quarantine/churn-publish/*"}
-    assert allowed.pop("dynamodb:BatchWriteItem") == allowed.pop("dynamodb:PutItem") == {REF}
-    assert not [a for a in allowed if a.startswith("dynamodb:")]  # no reads, updates or deletes
-    assert not [a for a in allowed if a.startswith("s3:Delete")]
+    assert allowed.pop("s3:ListBucket") == {lake}
+    assert allowed.pop("dynamodb:PutItem") == {REF}
+    assert not [a for a in allowed if a.startswith(("dynamodb:", "s3:"))]  # no reads, batch writes, or deletes
     (function,) = resources(template, "AWS::Lambda::Function").values()
     assert (function["Runtime"], function["Handler"], function["Timeout"]) == ("python3.12", "app.handler", 900)
-    assert function["TracingConfig"] == {"Mode": "Active"}
     variables = function["Environment"]["Variables"]
     assert variables["POWERTOOLS_SERVICE_NAME"] == "churn-publish"
-    assert {"SHELFWISE_LAKE_BUCKET", "SHELFWISE_ONLINE_TABLE"} <= set(variables)
+    assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
 
 
 # -- the schedule's context key ----------------------------------------------------------------------------------
@@ -261,12 +315,13 @@ def test_publish_function_bundle_is_small_and_has_no_dataframe_libraries(tmp_pat
         code_dir=code_dir,
         library_dirs=[REPO_ROOT / "shelfwise"],
         requirements=code_dir / "requirements.txt",
+        constraints=REPO_ROOT / "constraints.txt",
         log_key=kms.Key(stack, "Key"),
     )
     assembly = app.synth()
     (out,) = (d for d in Path(assembly.directory).glob("asset.*") if d.is_dir())
     assert (out / "app.py").is_file()
-    assert (out / "shelfwise" / "churn_publish.py").is_file()
+    assert (out / "shelfwise" / "churn" / "publish.py").is_file()
     for package in ("aws_lambda_powertools", "pydantic", "pydantic_settings", "aws_xray_sdk"):
         assert (out / package).is_dir(), package
     for heavy in ("pyarrow", "pandas", "numpy", "xgboost"):

@@ -100,9 +100,14 @@ def test_training_runs_prepare_train_evaluate_then_the_gate(training: dict[str, 
     assert ".eu-west-1." in train["AlgorithmSpecification"]["TrainingImage"]
     assert train["RoleArn"] == ROLE
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in train["InputDataConfig"]}
-    assert channels["train"] == {"Get": "Steps.PrepareChurnData.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri"}
+    for name in ("train", "validation", "refit"):
+        output = {"Get": f"Steps.PrepareChurnData.ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"}
+        assert channels[name] == output
     evaluate = training["Steps"][2]
     assert evaluate["PropertyFiles"][0]["FilePath"] == "evaluation.json"
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in evaluate["Arguments"]["ProcessingInputs"]}
+    # the baselines learn from the same history as the model's final fit
+    assert inputs["train"] == {"Get": "Steps.PrepareChurnData.ProcessingOutputConfig.Outputs['refit'].S3Output.S3Uri"}
 
 
 @pytest.mark.slow

@@ -69,7 +69,7 @@ def run(code: Path, script: str, *args: str, env: dict[str, str] | None = None, 
 
 
 def prepare(code: Path, features: Path, out: Path, cold_start: Path | None = None) -> dict[str, Path]:
-    dirs = {name: out / name for name in ("train", "validation", "test", "quarantine")}
+    dirs = {name: out / name for name in ("train", "validation", "test", "refit", "quarantine")}
     args = [f"--{name}-dir={path}" for name, path in dirs.items()]
     cold = cold_start or out / "no-cold-start"
     run(code, "prepare.py", f"--features-dir={features}", f"--cold-start-dir={cold}", *args)
@@ -88,6 +88,7 @@ def train(code: Path, splits: dict[str, Path], root: Path, hyperparameters: dict
         env={
             "SM_CHANNEL_TRAIN": str(splits["train"]),
             "SM_CHANNEL_VALIDATION": str(splits["validation"]),
+            "SM_CHANNEL_REFIT": str(splits["refit"]),
             "SM_MODEL_DIR": str(model_dir),
             "SM_INPUT_CONFIG_DIR": str(config),
         },
@@ -198,11 +199,15 @@ def test_prepare_splits_by_time_and_quarantines_bad_rows_with_reasons(
     assert parts["train"]["cutoff"].max() + horizon <= parts["validation"]["cutoff"].min()
     assert parts["validation"]["cutoff"].max() + horizon <= parts["test"]["cutoff"].min()
     assert parts["test"]["cutoff"].nunique() == parts["validation"]["cutoff"].nunique() == 1
+    # the final fit's history: every cutoff whose labels closed by the test cutoff, train and validation included
+    refit = read(dirs["refit"])
+    assert refit["cutoff"].max() + horizon <= parts["test"]["cutoff"].min()
+    assert set(parts["train"]["cutoff"]) | set(parts["validation"]["cutoff"]) <= set(refit["cutoff"])
     rejected = read(dirs["quarantine"])
     assert sorted(rejected["reason"]) == ["churned is not 0 or 1", "missing customer_id"]
     counts = json.loads((dirs["quarantine"] / "counts.json").read_text())
-    unused = counts["unused_between_splits"]
-    assert sum(len(p) for p in parts.values()) + len(rejected) + unused == len(frame)
+    between = counts["between_splits"]
+    assert sum(len(p) for p in parts.values()) + len(rejected) + between == len(frame)
     assert counts["label_horizon_days"] == HORIZON
 
 
@@ -219,8 +224,9 @@ def test_train_writes_the_contract_artifact_that_the_api_loads(trained: dict[str
     model = load_model(model_dir)  # the serving loader checks the contract and the feature-set version
     assert model.feature_names == (*FEATURE_NAMES, *DERIVED_NAMES)
     metadata = json.loads((model_dir / "metadata.json").read_text())
-    validation = read(trained["validation"])
-    assert metadata["cutoff"] == metadata["trained_at"] == str(validation["cutoff"].max().date())
+    refit = read(trained["refit"])
+    assert metadata["cutoff"] == metadata["trained_at"] == str(refit["cutoff"].max().date())
+    assert metadata["metrics"]["refit"]["rows"] == len(refit) > metadata["metrics"]["n_train"]
     assert metadata["feature_set_version"] == FEATURE_SET.qualified_version
     assert metadata["label_horizon_days"] == HORIZON
     assert metadata["bgnbd"]["fitted_at"] == metadata["cutoff"]
@@ -270,6 +276,7 @@ def train_with_arguments(code: Path, trained: dict[str, Path], root: Path, *args
         env={
             "SM_CHANNEL_TRAIN": str(trained["train"]),
             "SM_CHANNEL_VALIDATION": str(trained["validation"]),
+            "SM_CHANNEL_REFIT": str(trained["refit"]),
             "SM_MODEL_DIR": str(root / "model"),
             "SM_INPUT_CONFIG_DIR": str(config),
         },
@@ -288,6 +295,10 @@ def test_training_is_deterministic_and_arguments_override_the_file(
     metadata = json.loads((first / "metadata.json").read_text())
     assert metadata["model_version"] == "from-args"
     assert metadata["metrics"]["chosen"]["best_iteration"] < 30
+    assert (
+        metadata["metrics"]["refit"]["rounds"]
+        <= 30 * metadata["metrics"]["refit"]["rows"] / metadata["metrics"]["n_train"] + 1
+    )
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------------
@@ -299,11 +310,13 @@ def test_evaluate_reports_model_and_every_baseline_on_the_test_cutoff(
         code,
         "evaluate.py",
         f"--model-dir={archive.parent}",
-        f"--train-dir={trained['train']}",
+        f"--train-dir={trained['refit']}",
         f"--test-dir={trained['test']}",
         f"--evaluation-dir={tmp_path / 'evaluation'}",
     )
     report = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
+    low, high = report["margin_interval_95"]
+    assert low < report["margin_over_best_baseline"] < high
     metric_names = {"auc", "pr_auc", "brier", "top_decile_lift"}
     assert set(report["churn"]) == metric_names
     assert set(report["baselines"]) == {"recency", "logistic_rfm", "bgnbd"}
@@ -315,7 +328,7 @@ def test_evaluate_reports_model_and_every_baseline_on_the_test_cutoff(
     assert report["artifact"]["sha256"] == sha256_of(archive)  # what registration records and the API verifies
     assert report["feature_set_version"] == FEATURE_SET.qualified_version
     assert report["cold_start"]["customers"] == 40
-    assert report["train_cutoffs"][-1] < report["cutoff"]
+    assert pd.Timestamp(report["train_cutoffs"][-1]) + pd.Timedelta(days=HORIZON) <= pd.Timestamp(report["cutoff"])
     # the synthetic churn depends on recency relative to each customer's rhythm: trees see it, RFM cannot
     assert report["margin_over_best_baseline"] > 0.03
 

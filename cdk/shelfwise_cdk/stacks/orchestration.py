@@ -62,7 +62,14 @@ GLUE_TRANSIENT = [
     "Glue.InternalServiceException",
     "Glue.OperationTimeoutException",
 ]
-SAGEMAKER_TRANSIENT = ["SageMaker.ThrottlingException", "SageMaker.InternalFailure", "SageMaker.ServiceUnavailable"]
+#: SageMaker's API models none of its transient errors; Step Functions names an error `SageMaker.<Code>Exception`,
+#: and an unmodeled one `SageMaker.SageMakerException`, which may also be a lasting error (retried, then failed).
+SAGEMAKER_TRANSIENT = [
+    "SageMaker.ThrottlingException",
+    "SageMaker.InternalFailureException",
+    "SageMaker.ServiceUnavailableException",
+    "SageMaker.SageMakerException",
+]
 
 
 @dataclass(frozen=True)
@@ -83,10 +90,16 @@ class OrchestrationLimits:
     glue_max_polls: int = 120  # two hours per job
     pipeline_poll_minutes: int = 5
     pipeline_max_polls: int = 72  # six hours per pipeline
-    execution_timeout_hours: int = 18
     publish_timeout_minutes: int = 15  # Lambda's maximum
     #: A day without a publish alarms: the daily chain did not refresh the serving data.
     publish_expected_hours: int = 26
+
+    def execution_timeout(self, jobs: int, pipelines: int) -> Duration:
+        """Every job and pipeline at its bound, every publish at Lambda's, and an hour for retries and waits."""
+        glue = jobs * self.glue_max_polls * self.glue_poll_seconds
+        sagemaker = pipelines * self.pipeline_max_polls * self.pipeline_poll_minutes * 60
+        publish = pipelines // 2 * (self.publish_timeout_minutes + 1) * 60
+        return Duration.seconds(glue + sagemaker + publish + 3600)
 
 
 class OrchestrationStack(Stack):
@@ -227,7 +240,7 @@ class OrchestrationStack(Stack):
             state_machine_name=self.cfg.resource_name("daily-chain"),
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_chainable(run_date),
-            timeout=Duration.hours(self.limits.execution_timeout_hours),
+            timeout=self.limits.execution_timeout(len(glue_jobs), 2 * len(chains)),
             tracing_enabled=True,
             # Every state transition is logged; execution data (inputs, outputs, error causes) stays in the
             # execution history, which only principals allowed to read this state machine can see.
@@ -256,7 +269,7 @@ class OrchestrationStack(Stack):
         start.add_retry(
             errors=["Glue.ConcurrentRunsExceededException"],
             interval=Duration.minutes(5),
-            max_attempts=3,
+            max_attempts=4,
             backoff_rate=2,
         )
         start.add_retry(errors=GLUE_TRANSIENT, interval=Duration.seconds(30), max_attempts=4, backoff_rate=2)
@@ -428,7 +441,13 @@ class OrchestrationStack(Stack):
         ended = sfn.Condition.or_(
             *(sfn.Condition.string_equals("$.pipeline.execution.status", s) for s in ("Succeeded", *FINISHED_BADLY))
         )
-        train = self._pipeline_run(f"{name}Training", chain.training_pipeline, None, [(ended, record)], record)
+        overdue = sfn.Pass(
+            self,
+            f"Record{name}TrainingOverdue",
+            parameters={"status": "StoppedOverdue", "execution": sfn.JsonPath.string_at("$.pipeline.arn")},
+            result_path=f"$.training.{domain.name}",
+        )
+        train = self._pipeline_run(f"{name}Training", chain.training_pipeline, None, [(ended, record)], overdue)
         find = tasks.CallAwsService(
             self,
             f"Find{name}Model",
@@ -453,10 +472,11 @@ class OrchestrationStack(Stack):
             parameters={
                 "ModelPackageName": sfn.JsonPath.string_at("$.model.ModelPackageSummaryList[0].ModelPackageArn")
             },
+            # The whole description: a package registered without a sha256 (by hand) is refused below, by name.
             result_selector={
                 "arn": sfn.JsonPath.string_at("$.ModelPackageArn"),
                 "uri": sfn.JsonPath.string_at("$.InferenceSpecification.Containers[0].ModelDataUrl"),
-                "sha256": sfn.JsonPath.string_at(f"$.CustomerMetadataProperties.{SHA256_KEY}"),
+                "package": sfn.JsonPath.object_at("$"),
             },
             result_path="$.model",
         )
@@ -472,9 +492,17 @@ class OrchestrationStack(Stack):
             .when(sfn.Condition.is_present("$.model.ModelPackageSummaryList[0]"), describe)
             .otherwise(none_approved)
         )
+        sha256 = f"$.model.package.CustomerMetadataProperties.{SHA256_KEY}"
+        unverifiable = sfn.Fail(
+            self,
+            f"{name}ModelUnverifiable",
+            error="UnverifiableModel",
+            cause=f"the newest approved package of {chain.model_package_group} records no {SHA256_KEY}: register it "
+            "through the training pipeline",
+        )
         scoring_parameters = {
             "ModelUri": sfn.JsonPath.string_at("$.model.uri"),
-            "ModelSha256": sfn.JsonPath.string_at("$.model.sha256"),
+            "ModelSha256": sfn.JsonPath.string_at(sha256),
             "ModelPackageArn": sfn.JsonPath.string_at("$.model.arn"),
             pipeline.serving_partition_parameter: sfn.JsonPath.format(
                 f"s3://{self.lake.bucket_name}/{pipeline.serving_features}cutoff={{}}/",
@@ -502,6 +530,9 @@ class OrchestrationStack(Stack):
         )
         # Publishing is idempotent (conditional puts by key): a throttled run is simply published again.
         publish.add_retry(errors=["ThrottledError"], interval=Duration.minutes(1), max_attempts=2, backoff_rate=2)
+        publish.add_retry(
+            errors=["Lambda.TooManyRequestsException"], interval=Duration.seconds(30), max_attempts=4, backoff_rate=2
+        )
         failed = sfn.Fail(
             self,
             f"{name}ScoringFailed",
@@ -524,8 +555,15 @@ class OrchestrationStack(Stack):
             [(sfn.Condition.string_equals("$.pipeline.execution.status", "Succeeded"), publish), (badly, failed)],
             timed_out,
         )
-        record.next(find).next(has_model)
-        describe.next(score)
+        record.next(find)
+        overdue.next(find)
+        find.next(has_model)
+        verifiable = (
+            sfn.Choice(self, f"{name}ModelVerifiable?")
+            .when(sfn.Condition.is_present(sha256), score)
+            .otherwise(unverifiable)
+        )
+        describe.next(verifiable)
         return train, publish
 
     # -- alarms ------------------------------------------------------------------------------------------------
