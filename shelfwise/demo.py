@@ -64,6 +64,8 @@ class DemoOptions:
     seed: int = 7
     world_dir: Path | None = None
     stop_after: str | None = None  # a stage name, to run part of the chain
+    # Training pipeline parameter overrides by domain, e.g. a looser gate for a world too small to pass the real one.
+    training_params: dict[str, dict[str, float | str]] = field(default_factory=dict)
 
 
 def stages() -> tuple[str, ...]:
@@ -124,7 +126,7 @@ def run_demo(
             for job in glue_jobs().values():
                 _glue(lake, job.name, job.run_date_option, timer, result, say)
                 done(job.name)
-            predictions = _domains(lake, world_dir, timer, result, say, done)
+            predictions = _domains(lake, world_dir, options, timer, result, say, done)
             _api(lake, predictions, timer, result, serve)
         except _StopRequestedError:
             pass
@@ -170,6 +172,7 @@ def _zone_of(count: str) -> str | None:
 def _domains(
     lake: Lake,
     world_dir: Path,
+    options: DemoOptions,
     timer: _Timer,
     result: DemoResult,
     say: Progress,
@@ -186,7 +189,8 @@ def _domains(
             continue
         name = domain.name
         with timer.stage(f"{name}_training") as st:
-            run = run_pipeline(lake, domain.pipeline, kind="training", progress=say)
+            params = options.training_params.get(name)
+            run = run_pipeline(lake, domain.pipeline, kind="training", params=params, progress=say)
             st.detail = run.status + (f", model {run.model_version} registered" if run.model_version else "")
             if run.failure_reason:
                 result.failures.append(f"{name} candidate: {run.failure_reason}")

@@ -317,6 +317,8 @@ def _swagger_asset(name: str) -> bytes:
 class _RequestHandler(BaseHTTPRequestHandler):
     server: _ApiServer
     protocol_version = "HTTP/1.1"
+    # Before a request line is understood, answer as HTTP/1.1 (status line and headers), not as HTTP/0.9 (body only).
+    default_request_version = "HTTP/1.1"
 
     def __getattr__(self, name: str) -> Any:
         # http.server looks for `do_<METHOD>`: every method, however odd (PROPFIND, BREW), goes to the router,

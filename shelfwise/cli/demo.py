@@ -20,6 +20,9 @@ def run(
     seed: int = typer.Option(7, help="Seed of the synthetic world."),
     stop_after: str | None = typer.Option(None, help="Stop after this stage (world, ingest, curate_orders, ...)."),
     serve: bool = typer.Option(False, help="Keep the API running on 127.0.0.1 until Ctrl-C."),
+    param: list[str] = typer.Option(  # noqa: B008 - typer declares options this way
+        [], "--param", "-p", help="Override a training pipeline parameter: DOMAIN.NAME=VALUE (repeatable)."
+    ),
 ) -> None:
     """Run the whole system locally, end to end: world, lake, Glue jobs, each domain's pipelines, online store, API."""
     from shelfwise.demo import DemoOptions, run_demo, stages
@@ -33,7 +36,7 @@ def run(
         raise typer.BadParameter(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
     if stop_after is not None and stop_after not in stages():
         raise typer.BadParameter(f"unknown stage {stop_after!r}; valid stages: {', '.join(stages())}")
-    options = DemoOptions(scale=scale, seed=seed, stop_after=stop_after)
+    options = DemoOptions(scale=scale, seed=seed, stop_after=stop_after, training_params=_domain_params(param))
     with Progress(
         TextColumn("[bold]{task.description:<28}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
     ) as bar:
@@ -46,6 +49,23 @@ def run(
 
         result = run_demo(options, progress=progress, serve=_wait_for_interrupt if serve else None)
     _print_result(result)
+
+
+def _domain_params(items: list[str]) -> dict[str, dict[str, float | str]]:
+    from shelfwise.cli.pipeline import parse_params
+    from shelfwise.domains import DOMAINS
+
+    names = {domain.name for domain in DOMAINS if domain.pipeline is not None}
+    by_domain: dict[str, dict[str, float | str]] = {}
+    for item in items:
+        domain, sep, rest = item.partition(".")
+        if not sep or domain not in names:
+            raise typer.BadParameter(f"--param {item!r}: expected DOMAIN.NAME=VALUE with DOMAIN one of {sorted(names)}")
+        try:
+            by_domain.setdefault(domain, {}).update(parse_params([rest]))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    return by_domain
 
 
 def _wait_for_interrupt(url: str) -> None:

@@ -98,6 +98,11 @@ def write_state(spark: SparkSession, state_path: str, plan: Plan, run_date: str)
 
 
 def read_partitions(spark: SparkSession, root: str, column: str, values: Sequence[str]) -> DataFrame:
-    """The rows of the given `column=value` partitions, with `column` as Spark reads it from the folder names."""
-    base = root.rstrip("/")
-    return spark.read.option("basePath", base).parquet(*(f"{base}/{column}={v}" for v in values))
+    """The rows of the given `column=value` partitions, with `column` as Spark reads it from the folder names.
+
+    One read of the root filtered on the partition column: Spark prunes the other partitions, and lists the root once
+    instead of once per partition path (hundreds of paths cost minutes).
+    """
+    from pyspark.sql import functions as sf
+
+    return spark.read.parquet(root).where(sf.col(column).cast("string").isin(*values))

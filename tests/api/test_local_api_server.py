@@ -193,3 +193,65 @@ def test_body_over_the_api_gateway_limit_is_413_without_reading_it(api: LocalApi
     assert response.status == 413
     assert json.loads(response.read())["error"]["code"] == "payload_too_large"
     connection.close()
+
+
+def raw_exchange(api: LocalApi, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (odd methods, malformed request lines) and parse the HTTP answer."""
+    import socket
+
+    host, port = api.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"PROPFIND /customers/C1/churn HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405),
+        (b"BREW /coffee HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
+        (b"TRACE /churn/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405),
+        (b"M-SEARCH * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
+        (b"G{T / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 501),
+        (b"GET\r\n\r\n", 400),
+        (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", 505),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+    ],
+)
+def test_every_method_and_path_however_odd_gets_the_json_error_shape(
+    api: LocalApi, request_bytes: bytes, status: int
+) -> None:
+    got, headers, body = raw_exchange(api, request_bytes)
+    assert got == status
+    assert headers["Content-Type"] == "application/json"
+    answer = json.loads(body)
+    assert set(answer) == {"error"}
+    assert set(answer["error"]) == {"code", "message", "field"}
+
+
+def test_signed_and_unsigned_requests_are_both_accepted_locally_and_the_answer_says_so(
+    api: LocalApi, world: ServingWorld
+) -> None:
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    path = f"/customers/{sorted(world.rows)[0]}/churn"
+    signed = botocore.awsrequest.AWSRequest(method="GET", url=api.url + path)
+    credentials = botocore.credentials.Credentials("AKIDEXAMPLE", "secret")
+    botocore.auth.SigV4Auth(credentials, "execute-api", "eu-west-1").add_auth(signed)
+    headers = dict(signed.headers.items())
+    assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    request = urllib.request.Request(api.url + path, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+        assert "not checked locally" in response.headers["X-Shelfwise-Auth"]
+    status, unsigned_headers, _ = call(api, "GET", path)
+    assert status == 200
+    assert "signed and unsigned requests accepted" in unsigned_headers["X-Shelfwise-Auth"]

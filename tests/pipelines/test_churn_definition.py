@@ -150,7 +150,7 @@ def test_gate_requires_min_auc_and_a_margin_over_the_best_baseline(training: dic
     conditions = training["Steps"][3]["Arguments"]["Conditions"]
     assert [(c["Type"], c["LeftValue"]["Std:JsonGet"]["Path"], c["RightValue"]["Get"]) for c in conditions] == [
         ("GreaterThanOrEqualTo", "churn.auc", "Parameters.MinAuc"),
-        ("GreaterThanOrEqualTo", "margin_over_best_baseline", "Parameters.MinMarginOverBaseline"),
+        ("GreaterThanOrEqualTo", "margin_lower_95", "Parameters.MinMarginOverBaseline"),
     ]
 
 
@@ -173,7 +173,7 @@ def test_pass_registers_pending_approval_with_the_sha256_and_failure_explains(tr
     assert fail["Type"] == "Fail"
     message = fail["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
     paths = [v["Std:JsonGet"]["Path"] for v in message if isinstance(v, dict) and "Std:JsonGet" in v]
-    assert paths == ["churn.auc", "best_baseline_auc", "margin_over_best_baseline"]
+    assert paths == ["churn.auc", "best_baseline_auc", "margin_over_best_baseline", "margin_lower_95"]
 
 
 @pytest.mark.slow
