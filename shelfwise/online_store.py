@@ -4,20 +4,33 @@ One item per entity and feature set: `pk` = `<entity>#<id>` (`customer#C000123`)
 (`churn`), then `as_of` (the cutoff the values were computed at, `YYYY-MM-DD`), `feature_set_version`, the
 domain's attributes, and `expires_at` (epoch seconds, the table's TTL attribute).
 
-Writes are monotonic: an item is replaced only by one whose `as_of` is the same or later (a conditional put), so
-a redrive of an old run can never roll an entity back; the older write is counted as `skipped_older`, not an
-error. Puts run on a few threads (conditional writes cannot be batched) with backoff on throttling.
+Writes are monotonic: an item is never replaced by one with an older `as_of`, so a redrive of an old run cannot
+roll an entity back; the older write is counted as `skipped_older`, not an error. Conditional puts alone would
+guarantee it, but they cannot be batched: one `PutItem` per entity does not fit a million customers into a
+Lambda's 15 minutes. So publishers of a feature set take turns, and the one in turn batches what it may:
 
-Pure boto3 and the standard library: the Lambdas import it without pandas or pyarrow. Nothing here knows churn.
+- a lease item (`pk` = `_publication`, `sk` = the feature set) names the writer in turn until `lease_until`, and
+  records `newest_as_of`, the latest `as_of` any writer has written: no item is newer;
+- the writer in turn raises `newest_as_of` to its own latest `as_of` before it writes, then writes its items at
+  least as new as the old `newest_as_of` with `BatchWriteItem` (they cannot be older than what is stored), and
+  its older items (a redrive) with conditional puts, which need no turn;
+- the lease outlives any request (renewed well before it runs out, checked before every batch), so no two writers
+  ever batch at once; a writer that finds the turn taken waits for it, then gives up with `PublicationBusyError`.
+
+Retries back off with jitter on throttling. Pure boto3 and the standard library: the Lambdas import it without
+pandas or pyarrow. Nothing here knows churn.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
 import random
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +49,17 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
 WRITERS = 8
+BATCH_ITEMS = 25  # BatchWriteItem's maximum
+#: The lease item's partition key (entities' keys are `<entity>#<id>`, never starting with "_").
+PUBLICATION_PK = "_publication"
+#: A turn lasts this long unless renewed; renewed when less than LEASE_RENEW_S is left, which is more than one
+#: request can take with botocore's own retries, so a turn never runs out under a live writer.
+LEASE_S = 900.0
+LEASE_RENEW_S = 600.0
+#: How long a writer waits for another's turn to end before PublicationBusyError (whose caller retries later: a
+#: crashed writer's turn ends when its lease runs out).
+LEASE_WAIT_S = 120.0
+LEASE_POLL_S = 5.0
 #: Attributes every item has besides the key; a domain's attributes must not reuse these names.
 RESERVED = frozenset({"pk", "sk", "as_of", "feature_set_version", "expires_at"})
 _THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
@@ -129,19 +153,187 @@ def write_items(
     now: datetime | None = None,
     writers: int = WRITERS,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
 ) -> WriteReport:
-    """Put each item unless the table holds a later `as_of` for its entity; see the module doc."""
+    """Write each item unless the table holds a later `as_of` for its entity; see the module doc."""
     table = table or settings().online_table
     client = client or _client("dynamodb")
     now = now or datetime.now(UTC)
     report = WriteReport()
-    lock = threading.Lock()
-    requests = []
+    by_feature_set: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         try:
-            requests.append(to_item(item, expires_at(as_date(item.as_of), now, ttl_days)))
+            request = to_item(item, expires_at(as_date(item.as_of), now, ttl_days))
         except ValueError as exc:
             report.rejected.append((item.entity_id, str(exc)))
+            continue
+        by_feature_set.setdefault(item.feature_set, []).append(request)
+    throttled = 0
+    for feature_set, requests in by_feature_set.items():
+        with Lease(client, table, feature_set, sleep=sleep, clock=clock) as lease:
+            newest = lease.newest_as_of
+            lease.record_newest(max(r["as_of"]["S"] for r in requests))
+            batched = [r for r in requests if newest is None or r["as_of"]["S"] >= newest]
+            throttled += _batch_write(client, table, batched, lease, report, writers=writers, sleep=sleep)
+        older = [r for r in requests if newest is not None and r["as_of"]["S"] < newest]
+        throttled += _conditional_puts(client, table, older, report, writers=writers, sleep=sleep)
+    if throttled:
+        total = sum(len(requests) for requests in by_feature_set.values())
+        raise ThrottledError(throttled, total, table)
+    return report
+
+
+class PublicationBusyError(RuntimeError):
+    """Another writer holds the feature set's turn and did not finish in time; rerunning later is safe."""
+
+
+class LeaseLostError(RuntimeError):
+    """The turn ran out before the writer renewed it; nothing more was batched, and rerunning is safe."""
+
+
+class Lease:
+    """A writer's turn at batching one feature set (see the module doc); a context manager that gives it back."""
+
+    def __init__(
+        self, client: Any, table: str, feature_set: str, *, sleep: Callable[[float], None], clock: Callable[[], float]
+    ) -> None:
+        self.client, self.table, self.sleep, self.clock = client, table, sleep, clock
+        self.key = {"pk": {"S": PUBLICATION_PK}, "sk": {"S": feature_set}}
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        self.until = 0.0
+        self.newest_as_of: str | None = None
+        self.renewing = threading.Lock()
+
+    def __enter__(self) -> Lease:
+        deadline = self.clock() + LEASE_WAIT_S
+        while True:
+            try:
+                attributes = self._update(
+                    "SET #holder = :me, #until = :until",
+                    "attribute_not_exists(#until) OR #until < :now OR #holder = :me",
+                )
+                break
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+                if self.clock() >= deadline:
+                    raise PublicationBusyError(
+                        f"another writer of {self.key['sk']['S']!r} in {self.table} kept its turn for more than "
+                        f"{LEASE_WAIT_S:.0f} s; run again once it has finished"
+                    ) from None
+                self.sleep(LEASE_POLL_S)
+        newest = attributes.get("newest_as_of", {}).get("S")
+        self.newest_as_of = str(newest) if newest else None
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self.key,
+                UpdateExpression="REMOVE #holder, #until",
+                ConditionExpression="#holder = :me",
+                ExpressionAttributeNames={"#holder": "holder", "#until": "lease_until"},
+                ExpressionAttributeValues={":me": {"S": self.holder}},
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":  # not ours any more: nothing to give back
+                raise
+
+    def record_newest(self, as_of: str) -> None:
+        """Raise `newest_as_of` to `as_of` before writing anything that new."""
+        if self.newest_as_of is None or as_of > self.newest_as_of:
+            self._update("SET #newest = :as_of, #until = :until", "#holder = :me AND #until > :now", as_of=as_of)
+
+    def keep(self) -> None:
+        """Renew the turn unless more than LEASE_RENEW_S of it is left; raise LeaseLostError if it ran out."""
+        with self.renewing:  # the writer threads share the turn
+            if self.until - self.clock() > LEASE_RENEW_S:
+                return
+            self._update("SET #until = :until", "#holder = :me AND #until > :now")
+
+    def _update(self, expression: str, condition: str, as_of: str | None = None) -> dict[str, Any]:
+        now = self.clock()
+        until = now + LEASE_S
+        names = {"#holder": "holder", "#until": "lease_until"}
+        values = {":me": {"S": self.holder}, ":now": {"N": f"{now:.3f}"}}
+        if ":until" in expression:
+            values[":until"] = {"N": f"{until:.3f}"}
+        if as_of is not None:
+            names["#newest"] = "newest_as_of"
+            values[":as_of"] = {"S": as_of}
+        try:
+            response = self.client.update_item(
+                TableName=self.table,
+                Key=self.key,
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException" and self.until:
+                raise LeaseLostError(f"the turn at {self.key['sk']['S']!r} in {self.table} ran out") from None
+            raise
+        self.until = until
+        return dict(response.get("Attributes", {}))
+
+
+def _batch_write(
+    client: Any,
+    table: str,
+    requests: list[dict[str, Any]],
+    lease: Lease,
+    report: WriteReport,
+    *,
+    writers: int,
+    sleep: Callable[[float], None],
+) -> int:
+    """BatchWriteItem in groups of 25 on a few threads, within the turn; returns how many were not written."""
+    # One request may not name a key twice; a repeated entity keeps its last item, as puts in order would.
+    latest = {(r["pk"]["S"], r["sk"]["S"]): r for r in requests}
+    report.written += len(requests) - len(latest)
+    unique = list(latest.values())
+    batches = [unique[i : i + BATCH_ITEMS] for i in range(0, len(unique), BATCH_ITEMS)]
+
+    def write(batch: list[dict[str, Any]]) -> tuple[int, int]:
+        rng = random.Random()
+        pending = [{"PutRequest": {"Item": r}} for r in batch]
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                sleep(rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))
+            lease.keep()  # every batch starts with most of the turn still ahead of it
+            try:
+                response = client.batch_write_item(RequestItems={table: pending})
+            except ClientError as exc:
+                if _code(exc) not in _THROTTLED:
+                    raise
+                continue
+            pending = response.get("UnprocessedItems", {}).get(table, [])
+            if not pending:
+                return len(batch), attempt
+        return len(batch) - len(pending), MAX_ATTEMPTS
+
+    unwritten = 0
+    with ThreadPoolExecutor(max_workers=max(1, writers)) as pool:
+        for (written, retries), batch in zip(pool.map(write, batches), batches, strict=True):
+            report.written += written
+            report.retries += retries
+            unwritten += len(batch) - written
+    return unwritten
+
+
+def _conditional_puts(
+    client: Any,
+    table: str,
+    requests: list[dict[str, Any]],
+    report: WriteReport,
+    *,
+    writers: int,
+    sleep: Callable[[float], None],
+) -> int:
+    """One conditional put per item, on a few threads; returns the unwritten."""
 
     def put(request: dict[str, Any]) -> tuple[str, int]:
         rng = random.Random()
@@ -157,27 +349,28 @@ def write_items(
                 )
                 return "written", attempt
             except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
+                code = _code(exc)
                 if code == "ConditionalCheckFailedException":
                     return "skipped_older", attempt
                 if code not in _THROTTLED:
                     raise
         return "throttled", MAX_ATTEMPTS
 
-    throttled = 0
+    unwritten = 0
     with ThreadPoolExecutor(max_workers=max(1, writers)) as pool:
         for outcome, retries in pool.map(put, requests):
-            with lock:
-                report.retries += retries
-                if outcome == "written":
-                    report.written += 1
-                elif outcome == "skipped_older":
-                    report.skipped_older += 1
-                else:
-                    throttled += 1
-    if throttled:
-        raise ThrottledError(throttled, len(requests), table)
-    return report
+            report.retries += retries
+            if outcome == "written":
+                report.written += 1
+            elif outcome == "skipped_older":
+                report.skipped_older += 1
+            else:
+                unwritten += 1
+    return unwritten
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def get_item(

@@ -12,6 +12,8 @@ import pytest
 from shelfwise_cdk.deployment import DEFAULT_SCHEDULE, SCHEDULE_KEY, DeploymentContextError, deployment_from_context
 from shelfwise_cdk.stacks.orchestration import EXECUTION_ID_ITEM
 
+from shelfwise.online_store import PUBLICATION_PK
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The orchestration stack's view of a cross-stack value or a reference, as `joined` renders it.
 REF = "<ref>"
@@ -189,7 +191,8 @@ def test_publish_gets_the_prefix_the_scoring_execution_wrote(
         "predictions_prefix.$": "States.Format('predictions/churn/{}/', "
         "States.ArrayGetItem(States.StringSplit($.pipeline.arn, '/'), 3))"
     }
-    assert {"ThrottledError"} <= {e for r in publish["Retry"] for e in r["ErrorEquals"]}
+    retried = {e for r in publish["Retry"] for e in r["ErrorEquals"]}
+    assert {"ThrottledError", "PublicationBusyError", "LeaseLostError"} <= retried
     # the batch score writes to predictions/churn/<execution id>/, and the id is that item of the execution ARN
     arn = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/shelfwise-ci-churn-score/execution/8ep4bgfo0pyw"
     assert arn.split("/")[EXECUTION_ID_ITEM] == "8ep4bgfo0pyw"
@@ -268,14 +271,17 @@ def test_state_machine_role_reaches_only_the_jobs_pipelines_packages_and_publish
 
 
 @pytest.mark.slow
-def test_publish_function_reads_runs_quarantines_rejects_and_only_puts_items(template: dict[str, Any]) -> None:
+def test_publish_function_reads_runs_quarantines_rejects_puts_items_and_takes_turns(template: dict[str, Any]) -> None:
     allowed = grants(template, "ChurnPublishFunctionRole")
     lake = f"arn:aws:s3:::shelfwise-ci-lake-{REF}-eu-west-1"
     assert allowed.pop("s3:GetObject") == allowed.pop("s3:GetObjectVersion") == {f"{lake}/predictions/churn/*"}
     assert allowed.pop("s3:PutObject") == {f"{lake}/quarantine/churn-publish/*"}
     assert allowed.pop("s3:ListBucket") == {lake}
-    assert allowed.pop("dynamodb:PutItem") == {REF}
-    assert not [a for a in allowed if a.startswith(("dynamodb:", "s3:"))]  # no reads, batch writes, or deletes
+    assert allowed.pop("dynamodb:PutItem") == allowed.pop("dynamodb:BatchWriteItem") == {REF}
+    assert allowed.pop("dynamodb:UpdateItem") == {REF}
+    (turns,) = [s for s in statements(template, "ChurnPublishFunctionRole") if s.get("Sid") == "TakeTurnsAtPublishing"]
+    assert turns["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [PUBLICATION_PK]}}
+    assert not [a for a in allowed if a.startswith(("dynamodb:", "s3:"))]  # no reads or deletes
     (function,) = resources(template, "AWS::Lambda::Function").values()
     assert (function["Runtime"], function["Handler"], function["Timeout"]) == ("python3.12", "app.handler", 900)
     variables = function["Environment"]["Variables"]

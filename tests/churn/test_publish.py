@@ -20,17 +20,23 @@ VERSION = FEATURE_SET.qualified_version
 
 
 class FakeDynamoDB:
-    """Conditional `put_item` into a dict keyed like the table; remembers the order of the puts."""
+    """The writer's calls on a dict keyed like the table (the turn always granted, nothing stored yet, so every
+    record goes in batches); remembers the order of the writes."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
         self.puts: list[str] = []
 
-    def put_item(self, TableName: str, Item: dict[str, Any], **_: Any) -> dict[str, Any]:  # noqa: N803 (boto3)
+    def update_item(self, TableName: str, **_: Any) -> dict[str, Any]:  # noqa: N803 (boto3)
         assert TableName == TABLE
-        self.puts.append(Item["pk"]["S"])
-        self.items[Item["pk"]["S"]] = Item
-        return {}
+        return {"Attributes": {}}
+
+    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803
+        for request in RequestItems[TABLE]:
+            item = request["PutRequest"]["Item"]
+            self.puts.append(item["pk"]["S"])
+            self.items[item["pk"]["S"]] = item
+        return {"UnprocessedItems": {}}
 
 
 def line(customer_id: str, **fields: Any) -> str:
@@ -137,16 +143,16 @@ def test_lines_stream_through_in_bounded_chunks() -> None:
 
     client = FakeDynamoDB()
     pulled_at_write: list[int] = []
-    original = client.put_item
+    original = client.batch_write_item
 
     def spy(**request: Any) -> dict[str, Any]:
         pulled_at_write.append(len(pulled))
         return original(**request)
 
-    client.put_item = spy  # type: ignore[method-assign]
+    client.batch_write_item = spy  # type: ignore[method-assign]
     report = publish_lines(lines(), table=TABLE, client=client, chunk_records=3, now=NOW)
     # a chunk is written as soon as it is full: at most one line beyond it has been read
-    assert pulled_at_write == [4, 4, 4, 7, 7, 7, 10, 10, 10, 10]
+    assert pulled_at_write == [4, 7, 10, 10]
     assert report.written == 10
 
 

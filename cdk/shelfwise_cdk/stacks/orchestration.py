@@ -45,6 +45,7 @@ from constructs import Construct
 
 from shelfwise.config import Settings
 from shelfwise.domain import Domain, GlueJob
+from shelfwise.online_store import LEASE_S, PUBLICATION_PK
 from shelfwise.pipelines.registry import NEWEST_APPROVED_QUERY, SHA256_KEY
 from shelfwise_cdk.constructs.lake_access import grant_lake
 from shelfwise_cdk.constructs.python_function import ShelfwisePythonFunction
@@ -91,14 +92,26 @@ class OrchestrationLimits:
     pipeline_poll_minutes: int = 5
     pipeline_max_polls: int = 72  # six hours per pipeline
     publish_timeout_minutes: int = 15  # Lambda's maximum
+    #: A publisher that finds another's turn retries after 5, 10, 20 minutes: past the longest turn (LEASE_S).
+    publish_busy_retry_minutes: int = 5
+    publish_busy_retries: int = 3
     #: A day without a publish alarms: the daily chain did not refresh the serving data.
     publish_expected_hours: int = 26
 
+    def __post_init__(self) -> None:
+        if self.publish_busy_waits_minutes() * 60 <= LEASE_S:
+            raise ValueError(f"the publish retries wait {self.publish_busy_waits_minutes()} min, not past a turn")
+
+    def publish_busy_waits_minutes(self) -> int:
+        return sum(self.publish_busy_retry_minutes * 2**attempt for attempt in range(self.publish_busy_retries))
+
     def execution_timeout(self, jobs: int, pipelines: int) -> Duration:
-        """Every job and pipeline at its bound, every publish at Lambda's, and an hour for retries and waits."""
+        """Every job and pipeline at its bound, every publish at Lambda's through its waits for a turn, and an hour
+        for the other retries and waits."""
         glue = jobs * self.glue_max_polls * self.glue_poll_seconds
         sagemaker = pipelines * self.pipeline_max_polls * self.pipeline_poll_minutes * 60
-        publish = pipelines // 2 * (self.publish_timeout_minutes + 1) * 60
+        runs = self.publish_busy_retries + 1
+        publish = pipelines // 2 * (runs * (self.publish_timeout_minutes + 1) + self.publish_busy_waits_minutes()) * 60
         return Duration.seconds(glue + sagemaker + publish + 3600)
 
 
@@ -183,9 +196,21 @@ class OrchestrationStack(Stack):
         )
         role = publisher.role
         grant_lake(role, self.lake, read=spec.reads, put_only=spec.writes, sid="Runs")
-        # Conditional puts only (an older as_of never replaces a newer one): no reads, updates or deletes.
+        # Puts and batches of puts (shelfwise.online_store): no reads or deletes; updates of the lease item alone.
         role.add_to_policy(
-            iam.PolicyStatement(sid="PutOnlineItems", actions=["dynamodb:PutItem"], resources=[online_table.table_arn])
+            iam.PolicyStatement(
+                sid="PutOnlineItems",
+                actions=["dynamodb:PutItem", "dynamodb:BatchWriteItem"],
+                resources=[online_table.table_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TakeTurnsAtPublishing",
+                actions=["dynamodb:UpdateItem"],
+                resources=[online_table.table_arn],
+                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [PUBLICATION_PK]}},
+            )
         )
         if online_table.encryption_key is not None:
             role.add_to_policy(
@@ -528,8 +553,15 @@ class OrchestrationStack(Stack):
             task_timeout=sfn.Timeout.duration(Duration.minutes(self.limits.publish_timeout_minutes + 1)),
             result_path=f"$.published.{domain.name}",
         )
-        # Publishing is idempotent (conditional puts by key): a throttled run is simply published again.
+        # Publishing is idempotent (puts by key, never older over newer): a throttled run is simply published again,
+        # and one that found another publisher's turn (which lasts at most LEASE_S) after that turn has ended.
         publish.add_retry(errors=["ThrottledError"], interval=Duration.minutes(1), max_attempts=2, backoff_rate=2)
+        publish.add_retry(
+            errors=["PublicationBusyError", "LeaseLostError"],
+            interval=Duration.minutes(self.limits.publish_busy_retry_minutes),
+            max_attempts=self.limits.publish_busy_retries,
+            backoff_rate=2,
+        )
         publish.add_retry(
             errors=["Lambda.TooManyRequestsException"], interval=Duration.seconds(30), max_attempts=4, backoff_rate=2
         )
