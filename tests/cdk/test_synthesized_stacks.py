@@ -351,3 +351,28 @@ def test_api_alarms_cover_errors_latency_and_stale_served_data(templates: dict[s
         reference = json.dumps(action)  # the deployment's one alarm topic, in the platform stack
         assert "shelfwise-ci-platform" in reference
         assert "AlarmTopic" in reference
+
+
+def test_destroy_keeps_exactly_the_data_keys_and_audit_records(templates: dict[str, dict[str, Any]]) -> None:
+    """What `cdk destroy` leaves behind, as the README lists it for the user to remove by hand."""
+    retained = sorted(
+        (stack, resource["Type"])
+        for stack, template in templates.items()
+        for resource in template["Resources"].values()
+        if resource.get("DeletionPolicy") == "Retain"
+    )
+    assert retained == sorted(
+        [
+            ("Api", "AWS::ApiGateway::Account"),  # the account-wide role API Gateway logs with
+            ("Api", "AWS::IAM::Role"),
+            ("Api", "AWS::Logs::LogGroup"),  # access logs
+            ("ChurnPipelines", "AWS::SageMaker::ModelPackageGroup"),
+            ("DataLake", "AWS::KMS::Key"),
+            ("DataLake", "AWS::S3::Bucket"),  # the lake
+            ("DataLake", "AWS::S3::Bucket"),  # its access logs
+            ("OnlineStore", "AWS::DynamoDB::Table"),
+            ("OnlineStore", "AWS::KMS::Key"),
+            ("Orchestration", "AWS::Logs::LogGroup"),  # executions
+            ("Platform", "AWS::KMS::Key"),
+        ]
+    )

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import ArnFormat, CfnOutput, Stack, Token
+from aws_cdk import ArnFormat, CfnOutput, RemovalPolicy, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
@@ -65,6 +65,8 @@ class ModelPipelinesStack(Stack):
             model_package_group_name=self.model_package_group_name,
             model_package_group_description=f"Shelfwise {cfg.env}: {pipeline.name} models that passed the gate",
         )
+        # Which model was registered, approved and served when is an audit record: kept when the stack goes.
+        self.model_package_group.apply_removal_policy(RemovalPolicy.RETAIN)
         role_name = cfg.resource_name(f"{pipeline.name}-pipelines")
         self.role = self._role(cfg, role_name, lake, pipeline)
         role_arn = self.format_arn(service="iam", region="", resource="role", resource_name=role_name)
