@@ -29,16 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shelfwise.loaders.report import CleaningRule, LoadReport
+from shelfwise.loaders.report import CleaningRule, LoadReport, apply_rules
 from shelfwise.loaders.world_files import (
     Manifest,
     prepare_out_dir,
     require_columns,
-    to_arrow,
-    write_parquet,
     write_quarantine,
+    write_transactions_world,
 )
-from shelfwise.schemas import CUSTOMER_SCHEMA, ORDER_LINE_SCHEMA, PRODUCT_SCHEMA, STORE_SCHEMA
 
 KIND = "online-retail"
 GENERATOR_VERSION = "shelfwise.loaders.online_retail/1"
@@ -267,23 +265,11 @@ def to_naive_utc(local_text: pd.Series) -> pd.Series:
     return utc.dt.tz_localize(None)
 
 
-def classify(p: _Parsed) -> tuple[pd.Series, pd.Series]:
-    """The rule of every row ("" = loaded) and the reason it was quarantined."""
-    rule = pd.Series("", index=p.raw.index, dtype=object)
-    reason = pd.Series("", index=p.raw.index, dtype=object)
-    for spec, check in _CHECKS:
-        why = check(p)
-        take = why.index[rule[why.index] == ""]
-        rule[take] = spec.name
-        reason[take] = why[take]
-    return rule, reason
-
-
 def load_online_retail(source: Path, out_dir: Path) -> LoadReport:
     """Map the Online Retail CSV into a world folder at `out_dir`; returns the reconciled accounting."""
     raw = read_source(source)
     parsed = parse(raw)
-    rule, reason = classify(parsed)
+    rule, reason = apply_rules(raw.index, _CHECKS, parsed)
     loaded = rule == ""
     if not loaded.any():
         raise ValueError(f"{source}: none of its {len(raw):,} rows can be loaded")
@@ -348,19 +334,7 @@ def _write_world(lines: pd.DataFrame, manifest: Manifest, out_dir: Path) -> None
     lines = lines.assign(store_id=lines["country"].map(dict(zip(stores["region"], stores["store_id"], strict=True))))
     products = build_products(lines)
     customers = build_customers(lines)
-    for name, frame, schema in (
-        ("stores", stores, STORE_SCHEMA),
-        ("products", products, PRODUCT_SCHEMA),
-        ("customers", customers, CUSTOMER_SCHEMA),
-    ):
-        write_parquet(to_arrow(frame, schema), out_dir / f"{name}.parquet")
-        manifest.add_table(name, len(frame), [f"{name}.parquet"])
-    files = []
-    for index, (_, chunk) in enumerate(lines.groupby(lines["ts"].dt.to_period("M"), sort=True)):
-        files.append(f"order_lines/part-{index:05d}.parquet")
-        write_parquet(to_arrow(chunk, ORDER_LINE_SCHEMA), out_dir / files[-1])
-    manifest.add_table("order_lines", len(lines), files)
-    manifest.write(out_dir)
+    write_transactions_world(out_dir, manifest, stores=stores, products=products, customers=customers, lines=lines)
 
 
 def build_stores(lines: pd.DataFrame) -> pd.DataFrame:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+import pandas as pd
 from rich.table import Table
+
+Parsed = TypeVar("Parsed")
 
 
 class ReconciliationError(AssertionError):
@@ -18,6 +23,23 @@ class CleaningRule:
 
     name: str
     description: str
+
+
+def apply_rules(
+    index: pd.Index, checks: Sequence[tuple[CleaningRule, Callable[[Parsed], pd.Series]]], parsed: Parsed
+) -> tuple[pd.Series, pd.Series]:
+    """The first rule each row breaks ("" = none, loaded) and why: a row counts under one rule only.
+
+    Each check returns the reasons of the rows it selects, indexed like `index`.
+    """
+    rule = pd.Series("", index=index, dtype=object)
+    reason = pd.Series("", index=index, dtype=object)
+    for spec, check in checks:
+        why = check(parsed)
+        take = why.index[rule[why.index] == ""]
+        rule[take] = spec.name
+        reason[take] = why[take]
+    return rule, reason
 
 
 @dataclass

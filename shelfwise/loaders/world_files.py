@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shelfwise.schemas import SCHEMA_VERSION
+from shelfwise.schemas import CUSTOMER_SCHEMA, ORDER_LINE_SCHEMA, PRODUCT_SCHEMA, SCHEMA_VERSION, STORE_SCHEMA
 
 QUARANTINE_DIR = "quarantine"
 #: The folders of a world (docs/contracts.md), emptied before a load writes a new world in their place.
@@ -97,3 +97,28 @@ def prepare_out_dir(out_dir: Path) -> None:
             shutil.rmtree(entry)
         elif entry.is_file() and (entry.suffix == ".parquet" or entry.name == "manifest.json"):
             entry.unlink()
+
+
+def write_transactions_world(
+    out_dir: Path,
+    manifest: Manifest,
+    *,
+    stores: pd.DataFrame,
+    products: pd.DataFrame,
+    customers: pd.DataFrame,
+    lines: pd.DataFrame,
+) -> None:
+    """A transactions-only world: one file per dimension, order lines by month of `ts`, then the manifest."""
+    for name, frame, schema in (
+        ("stores", stores, STORE_SCHEMA),
+        ("products", products, PRODUCT_SCHEMA),
+        ("customers", customers, CUSTOMER_SCHEMA),
+    ):
+        write_parquet(to_arrow(frame, schema), out_dir / f"{name}.parquet")
+        manifest.add_table(name, len(frame), [f"{name}.parquet"])
+    files = []
+    for index, (_, chunk) in enumerate(lines.groupby(lines["ts"].dt.to_period("M"), sort=True)):
+        files.append(f"order_lines/part-{index:05d}.parquet")
+        write_parquet(to_arrow(chunk, ORDER_LINE_SCHEMA), out_dir / files[-1])
+    manifest.add_table("order_lines", len(lines), files)
+    manifest.write(out_dir)
