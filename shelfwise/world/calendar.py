@@ -1,4 +1,4 @@
-"""The retail calendar: movable feasts, the holiday effects on demand, and weekly and yearly seasonality.
+"""The world's calendar: the holiday effects on demand, and weekly and yearly seasonality.
 
 Holiday effects are multiplicative curves per channel (store, online). A category scales each national curve by
 its own sensitivity (an exponent), so toys feel Christmas and pantry staples barely do; closures and regional
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shelfwise.retail_calendar import easter_sunday, thanksgiving
 from shelfwise.world.arrays import FloatArray, IntArray
 
 STORE, ONLINE = 0, 1
@@ -64,35 +65,6 @@ class Calendar:
         cuts = np.flatnonzero(months[1:] != months[:-1]) + 1
         bounds = [0, *cuts.tolist(), self.n_days]
         return list(itertools.pairwise(bounds))
-
-
-def easter_sunday(year: int) -> dt.date:
-    """Western Easter (anonymous Gregorian algorithm)."""
-    a = year % 19
-    b, c = divmod(year, 100)
-    d, e = divmod(b, 4)
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    weekday_shift = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 19 * weekday_shift) // 433
-    month = (h + weekday_shift - 7 * m + 90) // 25
-    day = (h + weekday_shift - 7 * m + 33 * month + 19) % 32
-    return dt.date(year, month, day)
-
-
-def thanksgiving(year: int) -> dt.date:
-    """US Thanksgiving: the fourth Thursday of November."""
-    first = dt.date(year, 11, 1)
-    return first + dt.timedelta(days=(3 - first.weekday()) % 7 + 21)
-
-
-def black_friday(year: int) -> dt.date:
-    return thanksgiving(year) + dt.timedelta(days=1)
-
-
-def cyber_monday(year: int) -> dt.date:
-    return thanksgiving(year) + dt.timedelta(days=4)
 
 
 def _nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:

@@ -8,12 +8,10 @@ import itertools
 import numpy as np
 import pytest
 
+from shelfwise.retail_calendar import black_friday, cyber_monday, easter_sunday
 from shelfwise.world.calendar import (
     REGIONS,
     Calendar,
-    black_friday,
-    cyber_monday,
-    easter_sunday,
     holiday_effects,
     regional_holiday,
     weekly_profile,

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from shelfwise.world.calendar import black_friday, cyber_monday, easter_sunday, regional_holiday
+from shelfwise.retail_calendar import black_friday, cyber_monday, easter_sunday
+from shelfwise.world.calendar import regional_holiday
 from shelfwise.world.catalog import GENERAL_MERCHANDISE
 
 if TYPE_CHECKING:
