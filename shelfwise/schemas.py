@@ -81,6 +81,20 @@ class StockoutDay(_Record):
     date: dt.date
 
 
+class Listing(_Record):
+    """The period a SKU is on sale at a location (`end_date` inclusive, null = still on sale).
+
+    Zero-filling of demand happens only inside it: a day without sales there is a day of zero demand, outside it
+    the SKU was not on offer. When a world has no listings table, every SKU is on sale at every store from its
+    launch to its end.
+    """
+
+    store_id: str = Field(min_length=1)
+    sku: str = Field(min_length=1)
+    start_date: dt.date
+    end_date: dt.date | None = None
+
+
 _ARROW_TYPES: dict[object, pa.DataType] = {
     str: pa.string(),
     int: pa.int64(),
@@ -123,6 +137,7 @@ TABLES: dict[str, type[_Record]] = {
     "order_lines": OrderLine,
     "clickstream": ClickEvent,
     "stockouts": StockoutDay,
+    "listings": Listing,
 }
 
 STORE_SCHEMA = arrow_schema(Store)
@@ -131,3 +146,4 @@ CUSTOMER_SCHEMA = arrow_schema(Customer)
 ORDER_LINE_SCHEMA = arrow_schema(OrderLine)
 CLICK_EVENT_SCHEMA = arrow_schema(ClickEvent)
 STOCKOUT_SCHEMA = arrow_schema(StockoutDay)
+LISTING_SCHEMA = arrow_schema(Listing)

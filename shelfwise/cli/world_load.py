@@ -56,6 +56,25 @@ def orders_csv(
     _run(load_orders_csv, file, out, KIND)
 
 
+@app.command("sales-csv")
+def sales_csv(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Your daily sales as CSV: date, store_id, sku, units [, unit_price, promo, category, department, "
+            "region]; other columns are ignored.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    out: OutOption = None,
+) -> None:
+    """Your own daily sales per store and SKU: sales, returns, listings, stores and products, ids kept as given."""
+    from shelfwise.loaders.sales_csv import KIND, load_sales_csv
+
+    _run(load_sales_csv, file, out, KIND)
+
+
 def _run(loader: Callable[[Path, Path], LoadReport], source: Path, out: Path | None, kind: str) -> None:
     from shelfwise.config import settings
 
