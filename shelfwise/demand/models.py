@@ -1,0 +1,228 @@
+"""The forecasters: DeepAR and the classic baselines, each giving sample paths of the next `horizon` days.
+
+Every model returns the same thing, `(series, paths, horizon)` float32 samples of daily demand, so evaluation,
+ensembles and inventory decisions treat them alike. The statistical models' paths are simulated (AutoETS from its
+fitted state space model, seasonal naive from its own residuals), because inventory needs the distribution of
+demand summed over days, which daily quantiles cannot give.
+
+DeepAR follows GluonTS's estimator/predictor split: `DeepARSettings.estimator(...)` is trained into a predictor that
+`deepar_paths` queries; `shelfwise.demand.model_store` serialises it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from shelfwise.demand.calendar import COVARIATES, calendar_covariates
+from shelfwise.demand.series import STATIC_ATTRIBUTES, DemandPanel
+
+if TYPE_CHECKING:
+    from gluonts.torch.model.deepar import DeepAREstimator
+    from gluonts.torch.model.predictor import PyTorchPredictor
+
+HORIZON = 28
+FREQ = "D"
+SEASON = 7
+#: Lags of up to a quarter, plus the same weekday a year earlier.
+LAGS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 20, 21, 22, 27, 28, 29, 56, 84, 363, 364, 365)
+
+
+def _nan_to_zero(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(values), values, 0.0)
+
+
+def seasonal_naive_paths(panel: DemandPanel, horizon: int = HORIZON, n_paths: int = 200, seed: int = 0) -> np.ndarray:
+    """Weekly seasonal naive with bootstrapped residuals: y[t] = y[t-7] + e, e drawn from the series' own
+    seasonal differences over its last year (Hyndman & Athanasopoulos, FPP3 5.5), simulated recursively so
+    uncertainty grows with the horizon; demand is floored at 0 on every step.
+    """
+    rng = np.random.default_rng(seed)
+    history = panel.target[:, -364:]
+    diffs = history[:, SEASON:] - history[:, :-SEASON]
+    n = history.shape[0]
+    last_week = _nan_to_zero(_last_observed_week(panel.target))
+    paths = np.empty((n, n_paths, horizon), dtype=np.float32)
+    base = np.broadcast_to(last_week[:, None, :], (n, n_paths, SEASON)).copy()
+    for i in range(n):
+        residuals = diffs[i][np.isfinite(diffs[i])]
+        if residuals.size == 0:
+            residuals = np.zeros(1, dtype=np.float32)
+        draws = rng.choice(residuals, size=(n_paths, horizon))
+        window = base[i]
+        for h in range(horizon):
+            value = np.maximum(window[:, h % SEASON] + draws[:, h], 0.0)
+            paths[i, :, h] = value
+            window[:, h % SEASON] = value
+    return paths
+
+
+def _last_observed_week(target: np.ndarray) -> np.ndarray:
+    """The last 7 days, each day's NaN (censored) replaced by the same weekday a week earlier where known."""
+    week = target[:, -SEASON:].copy()
+    for back in range(2, 9):
+        earlier = target[:, -SEASON * back : target.shape[1] - SEASON * (back - 1)]
+        if earlier.shape[1] < SEASON:
+            break
+        week = np.where(np.isfinite(week), week, earlier)
+    return week
+
+
+def autoets_paths(
+    panel: DemandPanel, horizon: int = HORIZON, n_paths: int = 200, seed: int = 0, history_days: int = 364
+) -> np.ndarray:
+    """AutoETS (statsforecast) fitted per series on its last `history_days`, paths simulated from the fitted model.
+
+    Censored days are filled by linear interpolation first (ETS needs a complete series); paths are floored at 0.
+    """
+    from statsforecast.models import AutoETS
+
+    paths = np.zeros((panel.target.shape[0], n_paths, horizon), dtype=np.float32)
+    for i, series in enumerate(panel.target):
+        y = series[max(int(panel.start_index[i]), series.size - history_days) :]
+        y = pd.Series(y).interpolate(limit_direction="both").fillna(0.0).to_numpy(dtype=np.float64)
+        if y.size < 2 * SEASON or not np.any(y):
+            continue
+        model = AutoETS(season_length=SEASON)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(y)
+            simulated = model.simulate(h=horizon, n_paths=n_paths, seed=seed + i)
+        paths[i] = np.maximum(simulated, 0.0)
+    return paths
+
+
+def npts_paths(panel: DemandPanel, horizon: int = HORIZON, n_paths: int = 200, seed: int = 0) -> np.ndarray:
+    """GluonTS's non-parametric time series forecaster (seasonal, exponential kernel) on each series' history."""
+    from gluonts.model.npts import NPTSPredictor
+
+    np.random.seed(seed)  # NPTS samples with numpy's global generator
+    predictor = NPTSPredictor(prediction_length=horizon, use_seasonal_model=True)
+    entries = [
+        {"start": pd.Period(panel.start + dt.timedelta(days=int(s)), FREQ), "target": _nan_to_zero(t[int(s) :])}
+        for t, s in zip(panel.target, _starts(panel), strict=True)
+    ]
+    forecasts = predictor.predict(entries, num_samples=n_paths)
+    return np.stack([f.samples for f in forecasts]).astype(np.float32)
+
+
+def _starts(panel: DemandPanel) -> np.ndarray:
+    """Series start, kept at least a week before the end so that every model sees some history."""
+    return np.asarray(np.minimum(panel.start_index, panel.n_days - SEASON).clip(min=0))
+
+
+@dataclass(frozen=True)
+class DeepARSettings:
+    """DeepAR's hyper-parameters (GluonTS names); the defaults suit the default world on 2 CPU cores."""
+
+    context_length: int = 56
+    num_layers: int = 2
+    hidden_size: int = 40
+    epochs: int = 20
+    num_batches_per_epoch: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def estimator(self, cardinality: list[int], work_dir: Path, horizon: int = HORIZON) -> DeepAREstimator:
+        from gluonts.torch.distributions import NegativeBinomialOutput
+        from gluonts.torch.model.deepar import DeepAREstimator
+
+        return DeepAREstimator(
+            freq=FREQ,
+            prediction_length=horizon,
+            context_length=self.context_length,
+            num_layers=self.num_layers,
+            hidden_size=self.hidden_size,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            num_batches_per_epoch=self.num_batches_per_epoch,
+            # Units are counts, often zero: a negative binomial, not the default Student's t.
+            distr_output=NegativeBinomialOutput(),
+            lags_seq=list(LAGS),
+            num_feat_dynamic_real=len(COVARIATES),
+            num_feat_static_cat=len(STATIC_ATTRIBUTES),
+            cardinality=cardinality,
+            trainer_kwargs={
+                "max_epochs": self.epochs,
+                "default_root_dir": str(work_dir),
+                "logger": False,
+                "enable_progress_bar": False,
+                "enable_model_summary": False,
+                "accelerator": "cpu",
+                "deterministic": True,
+            },
+            **self.extra,
+        )
+
+
+@dataclass(frozen=True)
+class StaticCodes:
+    """Integer codes of the static attributes, fixed at training so that prediction uses the same ones."""
+
+    values: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def fit(cls, keys: pd.DataFrame) -> StaticCodes:
+        return cls({name: tuple(sorted(keys[name].astype(str).unique())) for name in STATIC_ATTRIBUTES})
+
+    @property
+    def cardinality(self) -> list[int]:
+        # One more than the known values: the code of a value first seen after training.
+        return [len(self.values[name]) + 1 for name in STATIC_ATTRIBUTES]
+
+    def encode(self, keys: pd.DataFrame) -> np.ndarray:
+        columns = []
+        for name in STATIC_ATTRIBUTES:
+            known = {value: code for code, value in enumerate(self.values[name])}
+            unknown = len(known)
+            columns.append([known.get(str(v), unknown) for v in keys[name]])
+        return np.array(columns, dtype=np.int64).T
+
+
+def gluonts_entries(panel: DemandPanel, codes: StaticCodes, future_days: int) -> Iterator[dict[str, Any]]:
+    """The panel as GluonTS entries; dynamic features run `future_days` past the target (0 for training)."""
+    covariates = calendar_covariates(panel.start, panel.n_days + future_days)
+    static = codes.encode(panel.keys)
+    for i, start in enumerate(_starts(panel)):
+        yield {
+            "item_id": i,
+            "start": pd.Period(panel.start + dt.timedelta(days=int(start)), FREQ),
+            "target": panel.target[i, start:],
+            "feat_static_cat": static[i],
+            "feat_dynamic_real": covariates[:, start:],
+        }
+
+
+def train_deepar(panel: DemandPanel, settings: DeepARSettings, work_dir: Path) -> tuple[PyTorchPredictor, StaticCodes]:
+    """Train DeepAR on every series of the panel; NaN (censored) days are masked out of the loss by GluonTS."""
+    import lightning
+
+    lightning.seed_everything(settings.seed, workers=True, verbose=False)
+    codes = StaticCodes.fit(panel.keys)
+    estimator = settings.estimator(codes.cardinality, work_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        predictor = estimator.train(training_data=list(gluonts_entries(panel, codes, 0)), cache_data=True)
+    return predictor, codes
+
+
+def deepar_paths(
+    predictor: PyTorchPredictor, codes: StaticCodes, panel: DemandPanel, n_paths: int = 200, seed: int = 0
+) -> np.ndarray:
+    """Sample paths of the `horizon` days after the panel's end."""
+    import torch
+
+    torch.manual_seed(seed)
+    horizon = predictor.prediction_length
+    entries = list(gluonts_entries(panel, codes, horizon))
+    forecasts = predictor.predict(entries, num_samples=n_paths)
+    return np.stack([f.samples for f in forecasts]).astype(np.float32)

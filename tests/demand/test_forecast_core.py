@@ -1,0 +1,184 @@
+"""The forecasting core: the panel, calendar covariates, metrics, baseline paths and served records."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shelfwise.demand.calendar import COVARIATES, calendar_covariates
+from shelfwise.demand.forecast_records import (
+    CUMULATIVE_LEVELS,
+    DAILY_QUANTILES,
+    cumulative_demand,
+    forecast_records,
+    quantile_name,
+)
+from shelfwise.demand.inventory import order_up_to_decision
+from shelfwise.demand.metrics import score
+from shelfwise.demand.models import seasonal_naive_paths
+from shelfwise.demand.series import build_panel
+
+
+def _frames(units: list[list[float]], censored: list[tuple[int, int]] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    start = dt.date(2024, 1, 1)
+    rows = []
+    for i, series in enumerate(units):
+        for d, value in enumerate(series):
+            if np.isnan(value):
+                continue
+            rows.append(
+                {
+                    "store_id": f"S{i}",
+                    "sku": "K1",
+                    "date": start + dt.timedelta(days=d),
+                    "units": int(value),
+                    "censored": (i, d) in censored,
+                }
+            )
+    static = pd.DataFrame(
+        {
+            "store_id": [f"S{i}" for i in range(len(units))],
+            "sku": "K1",
+            "region": "north",
+            "format": "mall",
+            "department": "home",
+            "category": "kitchen",
+            "price_tier": "mid",
+            "launch_date": start,
+        }
+    )
+    return pd.DataFrame(rows), static
+
+
+def test_censored_days_are_missing_in_the_target_not_zeros_and_their_sales_are_kept() -> None:
+    daily, static = _frames([[3, 0, 5, 2]], censored=[(0, 1)])
+    panel = build_panel(daily, static)
+    assert np.isnan(panel.target[0, 1])
+    assert panel.units[0, 1] == 0
+    assert panel.target[0, 0] == 3
+    assert panel.target[0, 2] == 5
+
+
+def test_days_before_a_series_starts_are_missing_and_its_start_is_recorded() -> None:
+    daily, static = _frames([[1, 1, 1, 1], [np.nan, np.nan, 2, 2]])
+    panel = build_panel(daily, static)
+    assert panel.start_index.tolist() == [0, 2]
+    assert np.isnan(panel.target[1, :2]).all()
+
+
+def test_black_friday_and_easter_covariates_fall_on_their_dates_in_any_year() -> None:
+    start = dt.date(2030, 1, 1)
+    cov = calendar_covariates(start, 366)
+    black_friday = COVARIATES.index("black_friday")
+    easter = COVARIATES.index("easter_sunday")
+    assert np.flatnonzero(cov[black_friday]).tolist() == [(dt.date(2030, 11, 29) - start).days]
+    assert np.flatnonzero(cov[easter]).tolist() == [(dt.date(2030, 4, 21) - start).days]
+    # The run-up grows towards Christmas Eve.
+    run_up = cov[COVARIATES.index("christmas_run_up")]
+    assert run_up[(dt.date(2030, 12, 23) - start).days] > run_up[(dt.date(2030, 12, 1) - start).days] > 0
+
+
+def test_a_perfect_forecast_scores_zero_loss_full_coverage_and_no_bias() -> None:
+    actual = np.array([[1.0, 2.0, 3.0, 4.0]])
+    samples = np.repeat(actual[:, None, :], 50, axis=1)
+    history = np.array([[1.0, 2, 3, 4, 5, 6, 7, 2, 3, 4, 5, 6, 7, 8]])
+    scores = score(actual, samples, history)
+    assert scores.wql == 0
+    assert scores.mase == 0
+    assert scores.bias == 0
+    assert scores.coverage_80 == 1
+
+
+def test_unobserved_days_do_not_count_in_the_scores() -> None:
+    actual = np.array([[1.0, 100.0]])
+    samples = np.ones((1, 20, 2))
+    history = np.arange(14, dtype=float)[None, :]
+    observed = np.array([[True, False]])
+    assert score(actual, samples, history, observed).wql == 0
+
+
+def test_an_always_high_forecast_has_positive_bias_and_no_coverage() -> None:
+    actual = np.ones((3, 7))
+    samples = np.full((3, 30, 7), 3.0)
+    scores = score(actual, samples, np.tile(np.arange(21.0), (3, 1)))
+    assert scores.bias == pytest.approx(2.0)
+    assert scores.coverage_80 == 0
+
+
+def test_seasonal_naive_repeats_a_noiseless_week() -> None:
+    week = [0, 1, 2, 3, 4, 5, 6]
+    daily, static = _frames([week * 8])
+    paths = seasonal_naive_paths(build_panel(daily, static), horizon=14, n_paths=5)
+    assert paths.shape == (1, 5, 14)
+    assert (paths[0] == np.array(week * 2, dtype=np.float32)).all()
+
+
+def test_seasonal_naive_paths_spread_with_noise_and_never_go_below_zero() -> None:
+    rng = np.random.default_rng(1)
+    daily, static = _frames([rng.poisson(2, 200).tolist()])
+    paths = seasonal_naive_paths(build_panel(daily, static), horizon=28, n_paths=400)
+    assert paths.min() >= 0
+    assert paths[0, :, -1].std() > paths[0, :, 0].std()
+
+
+def _records(paths: np.ndarray) -> list:
+    keys = [(f"S{i}", "K1") for i in range(paths.shape[0])]
+    return list(forecast_records(keys, paths, dt.date(2025, 1, 1), "3", [False] * len(keys)))
+
+
+def test_quantiles_never_cross_and_the_cumulative_distribution_grows_with_the_horizon() -> None:
+    rng = np.random.default_rng(0)
+    record = _records(rng.negative_binomial(2, 0.4, size=(1, 300, 28)).astype(float))[0]
+    daily = np.array([record.quantiles[quantile_name(q)] for q in DAILY_QUANTILES])
+    assert (np.diff(daily, axis=0) >= 0).all()
+    cumulative = np.array(record.cumulative)
+    assert cumulative.shape == (len(CUMULATIVE_LEVELS), 28)
+    assert (np.diff(cumulative, axis=1) >= 0).all()
+    assert (np.diff(cumulative, axis=0) >= 0).all()
+
+
+def test_the_quantile_of_cumulative_demand_is_not_the_sum_of_daily_quantiles() -> None:
+    # Independent days: their highs rarely coincide, so the 90% quantile of the 28-day total is well below the
+    # sum of 28 daily 90% quantiles (which would overstock).
+    rng = np.random.default_rng(0)
+    record = _records(rng.poisson(5, size=(1, 2000, 28)).astype(float))[0]
+    summed_p90 = sum(record.quantiles["p90"])
+    p90_of_sum = record.cumulative[CUMULATIVE_LEVELS.index(0.9)][-1]
+    assert p90_of_sum < 0.9 * summed_p90
+    assert p90_of_sum == pytest.approx(5 * 28 + 1.2816 * np.sqrt(5 * 28), rel=0.03)
+
+
+def test_a_served_record_drives_an_inventory_decision() -> None:
+    rng = np.random.default_rng(0)
+    record = _records(rng.poisson(5, size=(1, 2000, 28)).astype(float))[0]
+    decision = order_up_to_decision(
+        cumulative_demand(record),
+        service_level=0.9,
+        lead_time_days=7,
+        review_period_days=7,
+        on_hand=20,
+        on_order=0,
+    )
+    assert decision.order_up_to == pytest.approx(5 * 14 + 1.2816 * np.sqrt(5 * 14), rel=0.05)
+    assert decision.order_quantity == pytest.approx(decision.order_up_to - 20)
+
+
+@pytest.mark.slow
+def test_deepar_trains_on_series_with_censored_days_and_forecasts_counts(tmp_path) -> None:
+    from shelfwise.demand.models import DeepARSettings, deepar_paths, train_deepar
+
+    rng = np.random.default_rng(0)
+    units = [rng.poisson(3 + 2 * np.sin(np.arange(150) * 2 * np.pi / 7) + 2).tolist() for _ in range(4)]
+    daily, static = _frames(units, censored=[(0, d) for d in range(100, 110)])
+    panel = build_panel(daily, static)
+    settings = DeepARSettings(context_length=14, hidden_size=8, epochs=1, num_batches_per_epoch=5, batch_size=8)
+    predictor, codes = train_deepar(panel, settings, tmp_path)
+    paths = deepar_paths(predictor, codes, panel, n_paths=20)
+    assert paths.shape == (4, 20, 28)
+    assert np.isfinite(paths).all()
+    assert paths.min() >= 0
+    # Negative binomial samples are whole units.
+    assert (paths == np.round(paths)).all()
