@@ -58,10 +58,20 @@ class WindowScores:
 
 
 @dataclass(frozen=True)
+class LastWindow:
+    """The sampled series in the last window: every candidate's paths, what happened, and the sales before it."""
+
+    paths: dict[str, np.ndarray]
+    true_demand: np.ndarray | None
+    histories: list[np.ndarray]
+
+
+@dataclass(frozen=True)
 class BacktestResult:
     windows: list[WindowScores]
     seconds: dict[str, float]
     series: int
+    last_window: LastWindow
 
     def mean(self, against: str, level: str, model: str, metric: str) -> float:
         """A metric averaged over the windows."""
@@ -137,7 +147,13 @@ def run_backtest(
             for against, (bottom, totals) in actuals.items()
         }
         windows.append(WindowScores(cutoff, scores))
-    return BacktestResult(windows, seconds, len(panel.keys))
+    units = history.select(sample)
+    last = LastWindow(
+        paths={name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()},
+        true_demand=None if truth is None else truth[sample, index[-1] : index[-1] + horizon],
+        histories=[u[s:] for u, s in zip(np.nan_to_num(units.units), units.start_index, strict=True)],
+    )
+    return BacktestResult(windows, seconds, len(panel.keys), last)
 
 
 def _window_paths(

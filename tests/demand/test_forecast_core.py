@@ -182,3 +182,30 @@ def test_deepar_trains_on_series_with_censored_days_and_forecasts_counts(tmp_pat
     assert paths.min() >= 0
     # Negative binomial samples are whole units.
     assert (paths == np.round(paths)).all()
+
+
+@pytest.mark.slow
+def test_backtest_scores_every_candidate_at_every_level_of_the_last_windows(tmp_path) -> None:
+    from shelfwise.demand.backtest import CANDIDATES, LEVELS, BacktestSettings, run_backtest
+    from shelfwise.demand.models import DeepARSettings
+
+    rng = np.random.default_rng(0)
+    weekly = 3 + 2 * np.sin(np.arange(200) * 2 * np.pi / 7)
+    daily, static = _frames([rng.poisson(weekly + i).tolist() for i in range(4)])
+    static["region"] = ["north", "north", "south", "south"]
+    panel = build_panel(daily, static)
+    settings = BacktestSettings(
+        windows=2,
+        n_paths=30,
+        sample_series=3,
+        deepar=DeepARSettings(context_length=14, hidden_size=8, epochs=1, num_batches_per_epoch=3, batch_size=8),
+    )
+    result = run_backtest(panel, settings, tmp_path, truth=panel.units)
+    end = dt.date(2024, 1, 1) + dt.timedelta(days=200)
+    assert [w.cutoff for w in result.windows] == [end - dt.timedelta(days=56), end - dt.timedelta(days=28)]
+    for window in result.windows:
+        assert set(window.scores) == {"sales", "true demand"}
+        assert set(window.scores["sales"]) == set(LEVELS)
+        assert set(CANDIDATES) <= set(window.scores["sales"]["total"])
+        assert window.scores["sales"]["store x sku"]["deepar"].series == 3
+    assert result.last_window.paths["deepar"].shape == (3, 30, 28)
