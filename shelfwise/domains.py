@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from shelfwise.churn.domain import DOMAIN as CHURN
 from shelfwise.curation.domain import DOMAIN as CURATION
+from shelfwise.demand.domain import DOMAIN as DEMAND
 from shelfwise.domain import Domain, GlueJob, ModelPipeline
 
-DOMAINS: tuple[Domain, ...] = (CURATION, CHURN)
+DOMAINS: tuple[Domain, ...] = (CURATION, CHURN, DEMAND)
 
 
 class UnknownDomainError(ValueError):

@@ -46,6 +46,7 @@ PSEUDO_PARAMETERS = {
 PUBLISH_FUNCTION = "shelfwise-ci-churn-publish"
 PUBLISH_ARN = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{PUBLISH_FUNCTION}"
 CURATE_ORDERS, CUSTOMER_FEATURES = "shelfwise-ci-curate-orders", "shelfwise-ci-customer-features"
+DEMAND_FEATURES = "shelfwise-ci-demand-features"
 TRAINING, SCORING = "shelfwise-ci-churn", "shelfwise-ci-churn-score"
 START_JOB = "aws-sdk:glue:startJobRun"
 START_PIPELINE = "aws-sdk:sagemaker:startPipelineExecution"
@@ -456,6 +457,7 @@ def test_a_day_runs_the_jobs_then_training_then_scores_with_the_newest_approved_
     assert run.actions() == [
         ("StartCurateOrders", {"JobName": CURATE_ORDERS, "Arguments": {"--run_date": day}}),
         ("StartCustomerFeatures", {"JobName": CUSTOMER_FEATURES, "Arguments": {"--serving_cutoff": day}}),
+        ("StartDemandFeatures", {"JobName": DEMAND_FEATURES, "Arguments": {"--as_of": day}}),
         ("StartChurnTraining", {"PipelineName": TRAINING, "PipelineExecutionDescription": started_by}),
         (
             "FindChurnModel",
@@ -484,7 +486,7 @@ def test_a_day_runs_the_jobs_then_training_then_scores_with_the_newest_approved_
         SCORING
     )
     # each job ran once and was polled until it ended (RUNNING, then SUCCEEDED)
-    for job in (CURATE_ORDERS, CUSTOMER_FEATURES):
+    for job in (CURATE_ORDERS, CUSTOMER_FEATURES, DEMAND_FEATURES):
         (job_run,) = chain.glue.get_job_runs(JobName=job)["JobRuns"]
         assert job_run["JobRunState"] == "SUCCEEDED"
     assert run.entered().count("PollCurateOrders") == run.entered().count("PollCustomerFeatures") == 2

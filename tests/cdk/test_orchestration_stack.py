@@ -12,6 +12,7 @@ import pytest
 from shelfwise_cdk.deployment import DEFAULT_SCHEDULE, SCHEDULE_KEY, DeploymentContextError, deployment_from_context
 from shelfwise_cdk.stacks.orchestration import EXECUTION_ID_ITEM
 
+from shelfwise.domains import glue_jobs
 from shelfwise.online_store import PUBLICATION_PK
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +94,8 @@ def test_chain_runs_the_glue_jobs_then_each_domains_pipelines_in_order(definitio
         "CurateOrdersStatus",
     ]
     assert follow(states, "CurateOrdersSucceeded")[:2] == ["CurateOrdersSucceeded", "StartCustomerFeatures"]
-    assert follow(states, "CustomerFeaturesSucceeded")[:2] == ["CustomerFeaturesSucceeded", "StartChurnTraining"]
+    assert follow(states, "CustomerFeaturesSucceeded")[:2] == ["CustomerFeaturesSucceeded", "StartDemandFeatures"]
+    assert follow(states, "DemandFeaturesSucceeded")[:2] == ["DemandFeaturesSucceeded", "StartChurnTraining"]
     assert follow(states, "RecordChurnTraining") == ["RecordChurnTraining", "FindChurnModel", "ChurnModelApproved?"]
     assert follow(states, "DescribeChurnModel") == ["DescribeChurnModel", "ChurnModelVerifiable?"]
     verifiable = states["ChurnModelVerifiable?"]
@@ -112,6 +114,7 @@ def test_glue_jobs_get_the_run_date_and_only_transient_errors_are_retried(defini
     assert curate["Parameters"]["JobName"] == "shelfwise-ci-curate-orders"
     assert curate["Parameters"]["Arguments"] == {"--run_date.$": "$.run.date"}
     assert features["Parameters"]["Arguments"] == {"--serving_cutoff.$": "$.run.date"}
+    assert states["StartDemandFeatures"]["Parameters"]["Arguments"] == {"--as_of.$": "$.run.date"}
     retried = {e for r in curate["Retry"] for e in r["ErrorEquals"]}
     assert retried == {
         "Glue.ConcurrentRunsExceededException",
@@ -256,7 +259,7 @@ def test_alarms_on_failed_days_rejected_records_and_nothing_published(template: 
 @pytest.mark.slow
 def test_state_machine_role_reaches_only_the_jobs_pipelines_packages_and_publisher(template: dict[str, Any]) -> None:
     allowed = grants(template, "DailyChainRoleDefaultPolicy")
-    jobs = {f"arn:aws:glue:eu-west-1:{REF}:job/shelfwise-ci-{job}" for job in ("curate-orders", "customer-features")}
+    jobs = {f"arn:aws:glue:eu-west-1:{REF}:job/shelfwise-ci-{job.resource_suffix}" for job in glue_jobs().values()}
     for action in ("glue:StartJobRun", "glue:GetJobRun", "glue:BatchStopJobRun"):
         assert allowed.pop(action) == jobs
     pipelines = {f"arn:aws:sagemaker:eu-west-1:{REF}:pipeline/shelfwise-ci-{p}" for p in ("churn", "churn-score")}

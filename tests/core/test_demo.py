@@ -16,6 +16,7 @@ def test_stages_come_from_the_domains_in_run_order() -> None:
         "ingest",
         "curate_orders",
         "customer_features",
+        "demand_features",
         "churn_training",
         "churn_scoring",
         "churn_publish",

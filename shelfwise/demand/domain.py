@@ -1,0 +1,92 @@
+"""What the demand domain contributes: its Glue job, its API routes and lake prefixes (the forecasting pipeline and
+the publisher come later)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shelfwise.curation.domain import CURATED_ORDERS
+from shelfwise.domain import ApiFunction, ApiRoute, Domain, GlueJob, Retention
+
+FEATURES = "features/demand/"
+DAILY_FEATURES = f"{FEATURES}daily/"
+STATIC_FEATURES = f"{FEATURES}static/"
+
+DEMAND_FEATURES = GlueJob(
+    name="demand_features",
+    description="curated orders + products, stores, stockouts, listings -> daily demand per location x SKU and "
+    "the static attributes of each",
+    inputs={
+        "orders_path": CURATED_ORDERS,
+        "products_path": "raw/products/",
+        "stores_path": "raw/stores/",
+        "stockouts_path": "raw/stockouts/",
+        "listings_path": "raw/listings/",
+    },
+    outputs={"daily_path": DAILY_FEATURES, "static_path": STATIC_FEATURES},
+    options=("as_of",),
+    run_date_option="as_of",
+)
+
+#: The decision body's fields and their JSON types, as the handler's `DecisionRequest` (a test holds them equal).
+DECISION_FIELDS: dict[str, str] = {
+    "store_id": "string",
+    "sku": "string",
+    "on_hand": "number",
+    "on_order": "number",
+    "lead_time_days": "integer",
+    "review_period_days": "integer",
+    "policy": "string",
+    "service_level": "number",
+    "unit_cost": "number",
+    "price": "number",
+    "salvage_value": "number",
+    "holding_cost": "number",
+}
+#: Fields every decision needs; the rest are the chosen policy's, which the function checks and names.
+DECISION_REQUIRED = ("store_id", "sku", "on_hand", "lead_time_days", "review_period_days", "policy")
+
+
+def decision_request_schema() -> dict[str, Any]:
+    """The inventory decision body's shape (JSON schema draft 4), as the handler's `DecisionRequest`.
+
+    API Gateway rejects unknown fields and wrong types before the function runs; which fields the chosen policy
+    needs, and every range, are left to the function, which names the offending field in its answer.
+    """
+    return {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "title": "DecisionRequest",
+        "type": "object",
+        "required": list(DECISION_REQUIRED),
+        "additionalProperties": False,
+        "properties": {name: {"type": kind} for name, kind in DECISION_FIELDS.items()},
+    }
+
+
+DOMAIN = Domain(
+    name="demand",
+    description="Daily demand per location x SKU: probabilistic forecasts and the inventory decisions they inform",
+    glue_jobs=(DEMAND_FEATURES,),
+    api=ApiFunction(
+        name="demand",
+        description="demand forecasts by store x SKU and aggregate, and inventory decisions from them",
+        routes=(
+            ApiRoute("GET", "/forecast/stores/{store_id}/skus/{sku}", "Daily demand forecast of a store x SKU"),
+            ApiRoute(
+                "GET", "/forecast/aggregates", "Daily demand forecast of a sum", query_parameters=("level", "key")
+            ),
+            ApiRoute(
+                "POST",
+                "/inventory/decision",
+                "Inventory decision from a forecast",
+                request_schema=decision_request_schema(),
+            ),
+            ApiRoute("GET", "/demand/swagger", "Swagger UI of the demand routes", query_parameters=("format",)),
+        ),
+        # The forecasts are precomputed in the online store: no model artifact to read.
+        reads=(),
+    ),
+    # Every run writes the whole history as of its date: older runs are only kept to redo or compare them.
+    retention=(Retention(DAILY_FEATURES, 30), Retention(STATIC_FEATURES, 30)),
+    prefixes=(FEATURES,),
+)
