@@ -116,7 +116,8 @@ class ApiFunction:
     name: str
     description: str
     routes: tuple[ApiRoute, ...]
-    #: Lake prefixes it reads objects from (model artifacts).
+    #: Lake prefixes it reads objects from (model artifacts); none for a function that serves no model, which then
+    #: gets no access to the model registry either.
     reads: tuple[str, ...]
     memory_mb: int = 1024
 

@@ -54,8 +54,10 @@ class Route:
         object.__setattr__(self, "pattern", re.compile(regex))
 
     def match(self, path: str) -> dict[str, str] | None:
+        """The path parameters, decoded, if the percent-encoded `path` is this resource (an encoded `/` stays in its
+        parameter)."""
         found = self.pattern.fullmatch(path)
-        return None if found is None else found.groupdict()
+        return None if found is None else {name: unquote(value) for name, value in found.groupdict().items()}
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,8 @@ def dispatch(
 ) -> HttpResponse:
     """Route one HTTP request to its handler through a proxy event, as API Gateway does."""
     parts = urlsplit(target)
-    path = unquote(parts.path)
+    # API Gateway's REST proxy events carry the path as sent, percent-encoded; only `pathParameters` are decoded.
+    path = parts.path
     if path.startswith(f"/{STAGE}/"):  # invoke URLs of a deployed API carry the stage, as Powertools' Swagger page does
         path = path[len(STAGE) + 1 :]
     matches = [(route, params) for route in routes if (params := route.match(path)) is not None]

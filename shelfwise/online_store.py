@@ -405,12 +405,15 @@ def as_date(value: date | str) -> date:
 
 
 def _storable(name: str, value: Any) -> Any:
-    """Numbers as Decimals (through str, so 0.1 stays 0.1), maps recursively; strings and None as they are."""
-    if value is None or isinstance(value, str):
+    """Numbers as Decimals (through str, so 0.1 stays 0.1), maps and lists recursively (a forecast is lists of
+    numbers); strings, booleans and None as they are."""
+    if value is None or isinstance(value, str | bool):
         return value
     if isinstance(value, Mapping):
         return {str(k): _storable(f"{name}.{k}", v) for k, v in value.items()}
-    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal) or not math.isfinite(value):
+    if isinstance(value, list | tuple):
+        return [_storable(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if not isinstance(value, numbers.Real | Decimal) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return Decimal(str(value))
 
@@ -420,6 +423,8 @@ def _plain(value: Any) -> Any:
         return float(value)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     return value
 
 

@@ -125,7 +125,7 @@ def test_dispatch_builds_a_full_rest_proxy_event() -> None:
 
     event = recorder.events[0]
     assert event["resource"] == "/things/{thing_id}/parts/{part}"
-    assert event["path"] == "/things/t 1/parts/p"
+    assert event["path"] == "/things/t%201/parts/p"  # percent-encoded as in AWS; the parameters decoded
     assert event["httpMethod"] == "GET"
     assert event["pathParameters"] == {"thing_id": "t 1", "part": "p"}
     assert event["queryStringParameters"] == {"x": "2", "y": ""}

@@ -359,10 +359,8 @@ def test_definition_that_splits_a_token_value_fails() -> None:
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 
 
-@pytest.mark.slow
-def test_churn_function_bundle_is_complete_and_fits_lambda(tmp_path: Path) -> None:
-    """CDK bundles the real churn function locally (no Docker): handler at the root, the library as a package,
-    cp312 Linux wheels, under Lambda's size limit."""
+def bundled_function(tmp_path: Path, name: str) -> Path:
+    """The folder CDK bundles locally (no Docker) for the real function `lambdas/<name>`."""
     from aws_cdk import aws_kms as kms
     from shelfwise_cdk.constructs.python_function import ShelfwisePythonFunction
 
@@ -370,16 +368,24 @@ def test_churn_function_bundle_is_complete_and_fits_lambda(tmp_path: Path) -> No
     stack = Stack(app, "Bundled")
     ShelfwisePythonFunction(
         stack,
-        "Churn",
+        "Function",
         handler="app.handler",
-        code_dir=REPO_ROOT / "lambdas" / "churn",
+        code_dir=REPO_ROOT / "lambdas" / name,
         library_dirs=[REPO_ROOT / "shelfwise"],
-        requirements=REPO_ROOT / "lambdas" / "churn" / "requirements.txt",
+        requirements=REPO_ROOT / "lambdas" / name / "requirements.txt",
         constraints=REPO_ROOT / "constraints.txt",
         log_key=kms.Key(stack, "Key"),
     )
     assembly = app.synth()
     (out,) = (d for d in Path(assembly.directory).glob("asset.*") if d.is_dir())
+    return out
+
+
+@pytest.mark.slow
+def test_churn_function_bundle_is_complete_and_fits_lambda(tmp_path: Path) -> None:
+    """CDK bundles the real churn function locally (no Docker): handler at the root, the library as a package,
+    cp312 Linux wheels, under Lambda's size limit."""
+    out = bundled_function(tmp_path, "churn")
     assert (out / "app.py").is_file()
     assert (out / "shelfwise" / "config.py").is_file()
     for package in ("aws_lambda_powertools", "pydantic_settings", "xgboost"):
@@ -392,3 +398,17 @@ def test_churn_function_bundle_is_complete_and_fits_lambda(tmp_path: Path) -> No
     assert all("cpython-312-x86_64-linux-gnu" in name for name in compiled)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     assert size < LAMBDA_UNZIPPED_LIMIT, f"bundle is {size / 2**20:.0f} MiB unzipped"
+
+
+@pytest.mark.slow
+def test_demand_function_bundle_has_numpy_and_neither_pandas_nor_torch(tmp_path: Path) -> None:
+    """The demand function reads precomputed forecasts: numpy for the decisions, none of the training stack."""
+    out = bundled_function(tmp_path, "demand")
+    assert (out / "app.py").is_file()
+    assert (out / "shelfwise" / "demand" / "api.py").is_file()
+    for package in ("aws_lambda_powertools", "pydantic_settings", "numpy"):
+        assert (out / package).is_dir(), package
+    for package in ("pandas", "torch", "xgboost", "pyarrow", "boto3", "botocore"):
+        assert not (out / package).exists(), package
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert size < LAMBDA_UNZIPPED_LIMIT / 2, f"bundle is {size / 2**20:.0f} MiB unzipped"

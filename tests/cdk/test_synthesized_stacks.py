@@ -261,8 +261,8 @@ def test_the_pipeline_role_registers_models_but_cannot_approve_them(templates: d
 def test_every_method_takes_iam_authorization_an_api_key_and_validation(templates: dict[str, dict[str, Any]]) -> None:
     template = templates["Api"]
     methods = [p for p in props(template, "AWS::ApiGateway::Method") if p["HttpMethod"] != "OPTIONS"]
-    routes = [(r.method, r.path) for d in DOMAINS if d.api is not None for r in d.api.routes]
-    assert len(methods) == len(routes) == 3
+    routes = [r for d in DOMAINS if d.api is not None for r in d.api.routes]
+    assert len(methods) == len(routes)
     (validator_id,) = resources(template, "AWS::ApiGateway::RequestValidator")
     for method in methods:
         # unsigned requests are refused by API Gateway before any function runs
@@ -270,13 +270,21 @@ def test_every_method_takes_iam_authorization_an_api_key_and_validation(template
         assert method["ApiKeyRequired"] is True
         assert method["RequestValidatorId"] == {"Ref": validator_id}
         assert method["Integration"]["Type"] == "AWS_PROXY"
-    (post,) = (m for m in methods if m["HttpMethod"] == "POST")
-    assert "application/json" in post["RequestModels"]
+    with_body = [m for m in methods if "RequestModels" in m]
+    assert len(with_body) == len([r for r in routes if r.request_schema is not None])
+    assert all("application/json" in m["RequestModels"] for m in with_body)
+
+
+def test_body_models_are_the_declared_schemas(templates: dict[str, dict[str, Any]]) -> None:
+    models = {m["Schema"]["title"]: m["Schema"] for m in props(templates["Api"], "AWS::ApiGateway::Model")}
+    declared = [r.request_schema for d in DOMAINS if d.api is not None for r in d.api.routes if r.request_schema]
+    assert models == {schema["title"]: dict(schema) for schema in declared}
 
 
 def test_score_body_model_mirrors_the_handler_request(templates: dict[str, dict[str, Any]]) -> None:
-    (model,) = props(templates["Api"], "AWS::ApiGateway::Model")
-    schema = model["Schema"]
+    (schema,) = (
+        m["Schema"] for m in props(templates["Api"], "AWS::ApiGateway::Model") if m["Name"] == "ChurnPostChurnScore"
+    )
     assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
     assert schema["required"] == ["features"]
     features = schema["properties"]["features"]
@@ -299,7 +307,7 @@ def test_waf_guards_the_stage_with_managed_rules_and_a_rate_limit_per_ip(templat
     assert joined(association["ResourceArn"]).endswith("/stages/v1")
 
 
-def test_the_api_function_reads_items_with_get_item_and_its_models_only(templates: dict[str, dict[str, Any]]) -> None:
+def test_the_api_functions_read_items_with_get_item_and_their_models_only(templates: dict[str, dict[str, Any]]) -> None:
     template = templates["Api"]
     allowed = grants(template, "ChurnFunction")
     assert {a for a in allowed if a.startswith("dynamodb:")} == {"dynamodb:GetItem"}
@@ -309,13 +317,18 @@ def test_the_api_function_reads_items_with_get_item_and_its_models_only(template
         "sagemaker:DescribeModelPackage",
         "sagemaker:ListModelPackages",
     }
-    (function,) = props(template, "AWS::Lambda::Function")
-    env = function["Environment"]["Variables"]
-    assert (function["Runtime"], function["Handler"]) == ("python3.12", "app.handler")
-    assert function["TracingConfig"] == {"Mode": "Active"}
-    assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"  # customer data stays out of traces
-    assert env["SHELFWISE_LAKE_BUCKET_OWNER"] == {"Ref": "AWS::AccountId"}
-    assert joined(env["SHELFWISE_LAKE_BUCKET"]) == "shelfwise-ci-lake-<ref>-eu-west-1"
+    # Demand serves precomputed forecasts: the online store only, no lake objects and no model registry.
+    allowed = grants(template, "DemandFunction")
+    assert {a for a in allowed if a.split(":")[0] in ("dynamodb", "s3", "sagemaker")} == {"dynamodb:GetItem"}
+    functions = props(template, "AWS::Lambda::Function")
+    assert len(functions) == len([d for d in DOMAINS if d.api is not None])
+    for function in functions:
+        env = function["Environment"]["Variables"]
+        assert (function["Runtime"], function["Handler"]) == ("python3.12", "app.handler")
+        assert function["TracingConfig"] == {"Mode": "Active"}
+        assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"  # customer data stays out of traces
+        assert env["SHELFWISE_LAKE_BUCKET_OWNER"] == {"Ref": "AWS::AccountId"}
+        assert joined(env["SHELFWISE_LAKE_BUCKET"]) == "shelfwise-ci-lake-<ref>-eu-west-1"
 
 
 def test_usage_plan_throttles_and_stage_logs_and_traces(templates: dict[str, dict[str, Any]]) -> None:
@@ -342,10 +355,12 @@ def test_api_alarms_cover_errors_latency_and_stale_served_data(templates: dict[s
     by_metric = {a["MetricName"]: a for a in alarms}
     assert by_metric["5XXError"]["Statistic"] == "Sum"
     assert by_metric["Latency"]["ExtendedStatistic"] == "p99"
-    stale = by_metric["ServedDataAgeSeconds"]
-    assert (stale["Namespace"], stale["Statistic"]) == ("Shelfwise", "Maximum")
-    assert stale["Dimensions"] == [{"Name": "service", "Value": "churn-api"}]
-    assert stale["Threshold"] == 30 * 3600
+    stale = {a["Dimensions"][0]["Value"]: a for a in alarms if a["MetricName"] == "ServedDataAgeSeconds"}
+    assert set(stale) == {f"{d.api.name}-api" for d in DOMAINS if d.api is not None}  # one per API function
+    for service, alarm in stale.items():
+        assert (alarm["Namespace"], alarm["Statistic"]) == ("Shelfwise", "Maximum")
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": service}]
+        assert alarm["Threshold"] == 30 * 3600
     for alarm in alarms:
         (action,) = alarm["AlarmActions"]
         reference = json.dumps(action)  # the deployment's one alarm topic, in the platform stack

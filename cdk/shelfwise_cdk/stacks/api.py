@@ -9,8 +9,9 @@ one WAF web ACL.
   runs; its own errors use the API's JSON error shape. Functions validate values and name the field.
 - **Protection.** AWS WAF (managed common rule set, known bad inputs, a rate limit per IP) unless the deployment
   turns it off (`shelfwise:waf=false`).
-- **Least privilege.** A function reads its domain's model artifacts (GetObject only), finds the newest approved
-  package of its model group, and reads online-store items with GetItem only.
+- **Least privilege.** A function reads online-store items with GetItem only; one that serves a model (its
+  `ApiFunction.reads` names the artifacts) also reads those (GetObject only) and finds the newest approved package
+  of its model group. One without (demand's forecasts are precomputed) gets no registry access.
 - **Operations.** Access logs (encrypted), X-Ray, and alarms to the platform's topic: 5XX answers, p99 latency,
   function errors, and the age of the served data (`as_of`), so stale data is seen before records expire.
 """
@@ -214,6 +215,15 @@ class ApiStack(Stack):
                     sid="DecryptOnlineItems", actions=["kms:Decrypt"], resources=[self.table.encryption_key.key_arn]
                 )
             )
+        if spec.reads:
+            self._registry_read(role, spec)
+        else:  # serves what the online store holds: no model, so no registry access
+            self._xray_only(function)
+        self._runtime_pinned(function)
+        return function
+
+    def _registry_read(self, role: iam.Role, spec: ApiFunction) -> None:
+        """Find the newest approved package of the function's model group (the model artifacts it reads)."""
         group = self.cfg.model_group(spec.name)
         packages = self.format_arn(service="sagemaker", resource="model-package", resource_name=f"{group}/*")
         role.add_to_policy(
@@ -232,8 +242,6 @@ class ApiStack(Stack):
                 "resource ARNs.",
             },
         )
-        self._runtime_pinned(function)
-        return function
 
     def _routes(self, spec: ApiFunction, function: ShelfwisePythonFunction) -> None:
         integration = apigw.LambdaIntegration(function.function, proxy=True)
