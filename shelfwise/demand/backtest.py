@@ -43,7 +43,7 @@ INDEPENDENT_SUM = "deepar (independent sum)"
 class BacktestSettings:
     horizon: int = models.HORIZON
     windows: int = 2
-    n_paths: int = 200
+    n_paths: int = 100
     #: store x SKU series scored by every candidate; the aggregates use every series.
     sample_series: int = 300
     seed: int = 0

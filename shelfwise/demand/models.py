@@ -192,11 +192,12 @@ def gluonts_entries(panel: DemandPanel, codes: StaticCodes, future_days: int) ->
     """The panel as GluonTS entries; dynamic features run `future_days` past the target (0 for training)."""
     covariates = calendar_covariates(panel.start, panel.n_days + future_days)
     static = codes.encode(panel.keys)
+    target = panel.target  # computed once: each entry is a view of it
     for i, start in enumerate(_starts(panel)):
         yield {
             "item_id": i,
             "start": pd.Period(panel.start + dt.timedelta(days=int(start)), FREQ),
-            "target": panel.target[i, start:],
+            "target": target[i, start:],
             "feat_static_cat": static[i],
             "feat_dynamic_real": covariates[:, start:],
         }

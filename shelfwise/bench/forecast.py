@@ -1,0 +1,228 @@
+"""`shelfwise bench forecast --data world|world:DIR|sales-csv:FILE`: DeepAR against the classic forecasters.
+
+The world folder's order lines become daily demand per location x SKU with the Glue job's own Spark functions
+(`shelfwise.demand.demand_features`), as of the day after the last order. The last `--windows` windows of 28 days
+are held out; every candidate is scored on the same windows at every level of the hierarchy (see
+`shelfwise.demand.backtest`), against the sales (stocked-out days left out) and, on the synthetic world, against the
+true demand the stockouts hid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shelfwise.bench.churn import WORLD_PREFIX, world_range
+from shelfwise.demand.backtest import (
+    BASELINE,
+    BOTTOM,
+    CANDIDATES,
+    INDEPENDENT_SUM,
+    LEVELS,
+    BacktestResult,
+    BacktestSettings,
+)
+from shelfwise.demand.models import DeepARSettings
+from shelfwise.demand.series import DemandPanel, build_panel
+
+DEFAULT_WORLD = "world"
+SALES_CSV_PREFIX = "sales-csv:"
+_NAMES = {
+    "deepar": "DeepAR",
+    "autoets": "AutoETS",
+    "seasonal_naive": "seasonal naive (weekly)",
+    "npts": "NPTS",
+    "deepar+autoets": "mean of DeepAR and AutoETS quantiles",
+}
+
+
+def demand_frames(world: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(daily, static) demand features of a world folder as of the day after its last order, with Spark."""
+    from shelfwise.churn.customer_features import latest_snapshot
+    from shelfwise.demand.demand_features import demand_features
+    from shelfwise.schemas import STOCKOUT_SCHEMA
+    from shelfwise.spark import local_session, read_parquet, spark_schema
+
+    spark = local_session("bench-forecast")
+    # Millions of rows come back to pandas: through Arrow, not row by row.
+    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+    orders = read_parquet(spark, str(world / "order_lines"))
+    products = latest_snapshot(read_parquet(spark, str(world / "products.parquet")))
+    stores = latest_snapshot(read_parquet(spark, str(world / "stores.parquet")))
+    stockouts = read_parquet(spark, str(world / "stockouts.parquet"), empty_schema=spark_schema(STOCKOUT_SCHEMA))
+    listings_file = world / "listings.parquet"
+    listings = read_parquet(spark, str(listings_file)) if listings_file.is_file() else None
+    _, last = world_range(world)
+    features = demand_features(orders, products, stores, stockouts, listings, last + dt.timedelta(days=1))
+    return features.daily.toPandas(), features.static.toPandas()
+
+
+def true_demand(world: Path, panel: DemandPanel) -> np.ndarray | None:
+    """The synthetic world's uncensored demand aligned with the panel, or None for other data."""
+    path = world / "truth" / "demand.parquet"
+    if not path.is_file():
+        return None
+    truth = pd.read_parquet(path, columns=["store_id", "sku", "date", "demand"])
+    rows = pd.Series(np.arange(len(panel.keys)), index=pd.MultiIndex.from_frame(panel.keys[["store_id", "sku"]]))
+    row = rows.reindex(pd.MultiIndex.from_frame(truth[["store_id", "sku"]])).to_numpy()
+    day = ((pd.to_datetime(truth["date"]) - pd.Timestamp(panel.start)) / pd.Timedelta(days=1)).to_numpy()
+    keep = ~np.isnan(row.astype(float)) & (day >= 0) & (day < panel.n_days)
+    out = np.full(panel.units.shape, np.nan, dtype=np.float32)
+    out[row[keep].astype(np.int64), day[keep].astype(np.int64)] = truth["demand"].to_numpy()[keep]
+    return np.where(np.isnan(panel.units), np.nan, out)
+
+
+def resolve_world(data: str) -> tuple[str, Path]:
+    """(label, world folder) of `--data`; generates the default world or loads a sales CSV when needed."""
+    from shelfwise.config import settings
+
+    if data == DEFAULT_WORLD:
+        world = settings().work_dir / "worlds" / "default-42"
+        if not (world / "manifest.json").is_file():
+            from shelfwise.world.generate import generate_world
+
+            generate_world("default", 42, world)
+        return "default world", world
+    if data.startswith(WORLD_PREFIX):
+        world = Path(data[len(WORLD_PREFIX) :]).expanduser()
+        if not (world / "manifest.json").is_file():
+            raise typer.BadParameter(f"{world} is not a world folder (no manifest.json)", param_hint="--data")
+        return str(world), world
+    if data.startswith(SALES_CSV_PREFIX):
+        from shelfwise.loaders.sales_csv import load_sales_csv
+
+        source = Path(data[len(SALES_CSV_PREFIX) :]).expanduser()
+        if not source.is_file():
+            raise typer.BadParameter(f"{source} does not exist", param_hint="--data")
+        world = settings().work_dir / "worlds" / f"sales-csv-{source.stem}"
+        load_sales_csv(source, world)
+        return str(source), world
+    raise typer.BadParameter(
+        f"expected {DEFAULT_WORLD}, {WORLD_PREFIX}DIR or {SALES_CSV_PREFIX}FILE, got {data!r}", param_hint="--data"
+    )
+
+
+def results_table(result: BacktestResult, against: str) -> Table:
+    table = Table(title=f"wQL (MASE) against {against}, mean of {len(result.windows)} windows; lower is better")
+    table.add_column("model")
+    for level in LEVELS:
+        table.add_column(level, justify="right")
+    for model in CANDIDATES:
+        cells = []
+        for level in LEVELS:
+            wql = result.mean(against, level, model, "wql")
+            best = min(result.mean(against, level, m, "wql") for m in CANDIDATES)
+            text = f"{wql:.3f} ({result.mean(against, level, model, 'mase'):.2f})"
+            cells.append(f"[bold]{text}[/bold]" if wql == best else text)
+        table.add_row(_NAMES[model], *cells)
+    return table
+
+
+def calibration_table(result: BacktestResult, against: str) -> Table:
+    table = Table(title=f"80% interval coverage / bias against {against} (target 0.80 / 0)")
+    table.add_column("model")
+    for level in LEVELS:
+        table.add_column(level, justify="right")
+    for model in CANDIDATES:
+        table.add_row(
+            _NAMES[model],
+            *(
+                f"{result.mean(against, lv, model, 'coverage_80'):.2f} / {result.mean(against, lv, model, 'bias'):+.2f}"
+                for lv in LEVELS
+            ),
+        )
+    aggregates = [lv for lv in LEVELS if lv != BOTTOM]
+    table.add_row(
+        "DeepAR, paths summed independently",
+        "",
+        *(f"{result.mean(against, lv, INDEPENDENT_SUM, 'coverage_80'):.2f}" for lv in aggregates),
+    )
+    return table
+
+
+def inventory_table(result: BacktestResult) -> Table:
+    """The forecast's (DeepAR) order-up-to policy against the textbook one, on the true demand of the last window."""
+    from shelfwise.demand.inventory_backtest import compare_policies
+
+    last = result.last_window
+    assert last.true_demand is not None
+    outcomes = compare_policies(last.paths["deepar"], last.true_demand, last.histories)
+    table = Table(
+        title=f"Inventory, last window, {outcomes[0].series} store x SKU: review every 7 days, lead time 2 days, "
+        "lost sales; true demand"
+    )
+    for column in ("target", "policy", "cycle service", "fill rate", "avg units on hand", "lost units", "cost"):
+        table.add_column(column, justify="right")
+    for o in outcomes:
+        table.add_row(
+            f"{o.service_level:.2f}",
+            "DeepAR quantile" if o.policy == "forecast" else "textbook (normal)",
+            f"{o.cycle_service_level:.3f}",
+            f"{o.fill_rate:.3f}",
+            f"{o.average_on_hand:,.0f}",
+            f"{o.lost_sales:,.0f}",
+            f"{o.total_cost:,.0f}",
+        )
+    return table
+
+
+def key_line(result: BacktestResult) -> str:
+    def wql(model: str, level: str = BOTTOM) -> float:
+        return result.mean("sales", level, model, "wql")
+
+    best = min(CANDIDATES, key=wql)
+    return (
+        f"forecast: {result.series:,} series, windows from {', '.join(str(w.cutoff) for w in result.windows)}; "
+        f"store x SKU wQL: best {_NAMES[best]} {wql(best):.3f}, DeepAR {wql('deepar'):.3f} "
+        f"({1 - wql('deepar') / wql(BASELINE):+.1%} vs seasonal naive, "
+        f"{1 - wql('deepar') / wql('autoets'):+.1%} vs AutoETS); total wQL DeepAR {wql('deepar', 'total'):.3f}, "
+        f"AutoETS {wql('autoets', 'total'):.3f}; DeepAR training {result.seconds['deepar training']:.0f} s, "
+        f"predicting {result.seconds['deepar predict']:.0f} s"
+    )
+
+
+def command(
+    data: Annotated[
+        str, typer.Option("--data", help=f"{DEFAULT_WORLD}, {WORLD_PREFIX}DIR or {SALES_CSV_PREFIX}FILE.")
+    ] = DEFAULT_WORLD,
+    windows: Annotated[int, typer.Option(help="Held-out windows of 28 days, ending with the data.")] = 2,
+    sample_series: Annotated[int, typer.Option(help="Store x SKU series scored by every model.")] = 300,
+    epochs: Annotated[int, typer.Option(help="DeepAR training epochs.")] = 20,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """wQL, MASE, RMSSE, interval coverage and bias of DeepAR and the classic forecasters, per hierarchy level."""
+    from shelfwise.config import settings
+    from shelfwise.demand.backtest import run_backtest
+
+    console = Console()
+    label, world = resolve_world(data)
+    started = time.perf_counter()
+    with console.status("demand features (Spark)"):
+        daily, static = demand_frames(world)
+        panel = build_panel(daily, static)
+        truth = true_demand(world, panel)
+    features_s = time.perf_counter() - started
+    span = f"{panel.start} .. {panel.end - dt.timedelta(days=1)}"
+    console.print(f"{label}: {len(panel.keys):,} location x SKU series, {span} (features {features_s:.0f} s)")
+    work = settings().work_dir / "bench" / "forecast"
+    work.mkdir(parents=True, exist_ok=True)
+    backtest = BacktestSettings(
+        windows=windows, sample_series=sample_series, seed=seed, deepar=DeepARSettings(epochs=epochs, seed=seed)
+    )
+    with console.status("backtest") as status:
+        result = run_backtest(panel, backtest, work, truth=truth, progress=status.update)
+    for against in result.windows[0].scores:
+        console.print(results_table(result, against))
+        console.print(calibration_table(result, against))
+    if result.last_window.true_demand is not None:
+        console.print(inventory_table(result))
+    console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
+    console.print(key_line(result), soft_wrap=True)
