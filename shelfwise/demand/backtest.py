@@ -135,6 +135,10 @@ def run_backtest(
     for cutoff, at in zip(cutoffs, index, strict=True):
         history = panel.head(at)
         paths, timing = _window_paths(history, sample, predictor, codes, settings, progress, cutoff)
+        # A series whose selling life ended before the window is not forecast (its SKU is known to be off sale);
+        # only the paths of series still on sale on the window's eve count in the sums.
+        on_sale = np.isfinite(history.units[:, -1])
+        paths = {name: p * on_sale[:, None, None] if p.shape[0] == len(on_sale) else p for name, p in paths.items()}
         for name, spent in timing.items():
             seconds[name] = seconds.get(name, 0.0) + spent
         # (bottom level, aggregates): a censored day is left out of a series' score but its sales count in totals.
@@ -179,7 +183,7 @@ def _window_paths(
     sampled = history.select(sample)
     return {
         "deepar": timed("deepar", lambda: models.deepar_paths(predictor, codes, history, n, seed)),
-        "seasonal_naive": timed("seasonal_naive", lambda: models.seasonal_naive_paths(history, n_paths=n, seed=seed)),
+        "seasonal_naive": timed("seasonal_naive", lambda: models.seasonal_naive_paths(history, n_paths=n)),
         "autoets": timed("autoets", lambda: models.autoets_paths(sampled, n_paths=n, seed=seed)),
         "npts": timed("npts", lambda: models.npts_paths(sampled, n_paths=n, seed=seed)),
     }, timing

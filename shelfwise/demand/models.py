@@ -1,9 +1,9 @@
 """The forecasters: DeepAR and the classic baselines, each giving sample paths of the next `horizon` days.
 
 Every model returns the same thing, `(series, paths, horizon)` float32 samples of daily demand, so evaluation,
-ensembles and inventory decisions treat them alike. The statistical models' paths are simulated (AutoETS from its
-fitted state space model, seasonal naive from its own residuals), because inventory needs the distribution of
-demand summed over days, which daily quantiles cannot give.
+ensembles and inventory decisions treat them alike. AutoETS's paths are simulated from its fitted state space model,
+because inventory needs the distribution of demand summed over days, which daily quantiles cannot give; seasonal
+naive is the point forecast it is in the M5.
 
 DeepAR follows GluonTS's estimator/predictor split: `DeepARSettings.estimator(...)` is trained into a predictor that
 `deepar_paths` queries; `shelfwise.demand.model_store` serialises it.
@@ -39,29 +39,16 @@ def _nan_to_zero(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, 0.0)
 
 
-def seasonal_naive_paths(panel: DemandPanel, horizon: int = HORIZON, n_paths: int = 200, seed: int = 0) -> np.ndarray:
-    """Weekly seasonal naive with bootstrapped residuals: y[t] = y[t-7] + e, e drawn from the series' own
-    seasonal differences over its last year (Hyndman & Athanasopoulos, FPP3 5.5), simulated recursively so
-    uncertainty grows with the horizon; demand is floored at 0 on every step.
+def seasonal_naive_paths(panel: DemandPanel, horizon: int = HORIZON, n_paths: int = 200) -> np.ndarray:
+    """Weekly seasonal naive, the M5's benchmark: every day repeats the same weekday of the last observed week.
+
+    A point forecast, given as `n_paths` identical paths (as GluonTS's `SeasonalNaivePredictor` does), so its
+    quantile loss is its absolute error. Simulating it with bootstrapped residuals floored at zero would drift
+    upwards on sparse series and flatter every model compared with it.
     """
-    rng = np.random.default_rng(seed)
-    history = panel.target[:, -364:]
-    diffs = history[:, SEASON:] - history[:, :-SEASON]
-    n = history.shape[0]
-    last_week = _nan_to_zero(_last_observed_week(panel.target))
-    paths = np.empty((n, n_paths, horizon), dtype=np.float32)
-    base = np.broadcast_to(last_week[:, None, :], (n, n_paths, SEASON)).copy()
-    for i in range(n):
-        residuals = diffs[i][np.isfinite(diffs[i])]
-        if residuals.size == 0:
-            residuals = np.zeros(1, dtype=np.float32)
-        draws = rng.choice(residuals, size=(n_paths, horizon))
-        window = base[i]
-        for h in range(horizon):
-            value = np.maximum(window[:, h % SEASON] + draws[:, h], 0.0)
-            paths[i, :, h] = value
-            window[:, h % SEASON] = value
-    return paths
+    week = _nan_to_zero(_last_observed_week(panel.target)).astype(np.float32)
+    days = week[:, np.arange(horizon) % SEASON]
+    return np.repeat(days[:, None, :], n_paths, axis=1)
 
 
 def _last_observed_week(target: np.ndarray) -> np.ndarray:
