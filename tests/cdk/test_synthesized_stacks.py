@@ -153,7 +153,8 @@ def test_online_table_has_keys_pitr_kms_and_ttl(templates: dict[str, dict[str, A
 # -- feature jobs --------------------------------------------------------------------------------------------------
 def test_glue_jobs_of_every_domain_run_glue5_without_retries_of_their_own(templates: dict[str, dict[str, Any]]) -> None:
     jobs = {p["Name"]: p for p in props(templates["FeatureJobs"], "AWS::Glue::Job")}
-    assert set(jobs) == {"shelfwise-ci-curate-orders", "shelfwise-ci-customer-features"}
+    assert set(jobs) == {f"shelfwise-ci-{job.resource_suffix}" for domain in DOMAINS for job in domain.glue_jobs}
+    assert {"shelfwise-ci-curate-orders", "shelfwise-ci-customer-features", "shelfwise-ci-demand-features"} <= set(jobs)
     for job in jobs.values():
         assert job["GlueVersion"] == "5.0"
         assert job["SecurityConfiguration"] == {"Ref": "SecurityConfiguration"}
