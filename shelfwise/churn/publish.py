@@ -2,51 +2,44 @@
 
 Each line is one customer as the online store holds it (docs/contracts.md): `customer_id`, `features` (name ->
 number, or null for a registered customer without purchase history: a cold start), `as_of` (YYYY-MM-DD),
-`feature_set_version` and, for a scored customer, `probability` and `model_version`. Lines are parsed as they
-stream in and written in chunks, so memory is bounded by the chunk size whatever the size of the run. Every line is
-accounted for: lines = written + skipped_older + rejected. A line of another feature-set version than this code's
-is rejected, naming both; a line older than what the store holds for the customer is skipped (monotonic writes,
-`shelfwise.online_store`), so a redriven old run cannot roll customers back.
+`feature_set_version` and, for a scored customer, `probability` and `model_version`. A line of another feature-set
+version than this code's is rejected, naming both. Streaming, chunking, monotonic writes and the accounting of every
+line are `shelfwise.publishing`'s.
 
 Pure Python over boto3 (no pyarrow): the publish Lambda and the local demo both call `publish_lines`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from shelfwise import publishing
 from shelfwise.churn.features import FEATURE_SET, VERSION_COLUMN
-from shelfwise.online_store import OnlineItem, write_items
+from shelfwise.online_store import OnlineItem
+from shelfwise.publishing import (
+    CHUNK_RECORDS,
+    ONLINE_RECORDS,
+    MalformedLineError,
+    PublishReport,
+    Rejection,
+    as_of_date,
+    json_object,
+)
+
+__all__ = ["ONLINE_RECORDS", "ChurnRecord", "MalformedLineError", "Rejection", "parse_line", "publish_lines"]
 
 #: The online store's sort key of churn items.
 SORT_KEY = FEATURE_SET.name
 ENTITY = FEATURE_SET.entity.name
-
-#: The file the batch score writes beside `predictions.parquet`.
-ONLINE_RECORDS = "online_records.jsonl"
-#: Records per call of `write_churn_records`: what the publisher holds in memory at once.
-CHUNK_RECORDS = 1000
-#: Rejections kept in the report (all of them go to `on_reject`).
-SAMPLE_REJECTIONS = 20
-#: Rejected lines are kept in quarantine up to this many characters.
-MAX_KEPT_TEXT = 4096
+KEY_FIELD = "customer_id"
 
 _REQUIRED = ("customer_id", "features", "as_of", VERSION_COLUMN)
 _OPTIONAL = ("probability", "model_version")
 _MAX_ID = 128
-
-
-class MalformedLineError(ValueError):
-    """A line of `online_records.jsonl` is not a valid online record; the message names the line and the field."""
-
-    def __init__(self, line: int, problem: str) -> None:
-        super().__init__(f"line {line}: {problem}")
-        self.line = line
 
 
 @dataclass(frozen=True)
@@ -59,6 +52,14 @@ class ChurnRecord:
     feature_set_version: str = FEATURE_SET.qualified_version
     probability: float | None = None
     model_version: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.customer_id
+
+    @property
+    def cold_start(self) -> bool:
+        return self.features is None
 
     def to_item(self) -> OnlineItem:
         return OnlineItem(
@@ -75,67 +76,9 @@ class ChurnRecord:
         )
 
 
-@dataclass(frozen=True)
-class Rejection:
-    """A line that was not written, with why; `text` is the line itself (cut at MAX_KEPT_TEXT characters)."""
-
-    line: int
-    reason: str
-    customer_id: str | None = None
-    text: str = ""
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"line": self.line, "customer_id": self.customer_id, "reason": self.reason, "text": self.text},
-            ensure_ascii=False,
-        )
-
-
-@dataclass
-class PublishReport:
-    lines: int = 0
-    written: int = 0
-    cold_starts: int = 0  # written records without features
-    #: Lines not written because the store holds a later as_of for the customer.
-    skipped_older: int = 0
-    rejected: int = 0
-    retries: int = 0
-    as_of: str | None = None  # the latest as_of written
-    sample: list[Rejection] = field(default_factory=list)  # the first SAMPLE_REJECTIONS rejections
-
-    @property
-    def reconciles(self) -> bool:
-        return self.lines == self.written + self.skipped_older + self.rejected
-
-    def summary(self) -> dict[str, int | str | None]:
-        return {
-            "lines": self.lines,
-            "written": self.written,
-            "cold_starts": self.cold_starts,
-            "skipped_older": self.skipped_older,
-            "rejected": self.rejected,
-            "retries": self.retries,
-            "as_of": self.as_of,
-        }
-
-
 def parse_line(raw: bytes | str, line: int) -> ChurnRecord:
     """One JSONL line as a record; raises MalformedLineError naming the line and the offending field."""
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    except UnicodeDecodeError as exc:
-        raise MalformedLineError(line, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if not text.strip():
-        raise MalformedLineError(line, "empty line")
-    try:
-        value = json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise MalformedLineError(line, f"not JSON ({exc.msg} at column {exc.colno})") from None
-    except ValueError as exc:
-        raise MalformedLineError(line, str(exc)) from None
-    if not isinstance(value, dict):
-        raise MalformedLineError(line, f"expected a JSON object, got {type(value).__name__}")
-    return _record(value, line)
+    return _record(json_object(raw, line), line)
 
 
 def publish_lines(
@@ -147,55 +90,17 @@ def publish_lines(
     on_reject: Callable[[Rejection], None] | None = None,
     now: datetime | None = None,
 ) -> PublishReport:
-    """Write every valid line to the online store, chunk by chunk; report (and pass to `on_reject`) the others.
-
-    A chunk is written before it would hold a customer twice, so a repeated customer is written again (in file
-    order) and no line is merged away uncounted. Raises `shelfwise.online_store.ThrottledError` when DynamoDB keeps
-    throttling; publishing is idempotent, so the caller may simply run it again.
-    """
-    if chunk_records < 1:
-        raise ValueError(f"chunk_records must be at least 1, got {chunk_records}")
-    report = PublishReport()
-
-    def reject(rejection: Rejection) -> None:
-        report.rejected += 1
-        if len(report.sample) < SAMPLE_REJECTIONS:
-            report.sample.append(rejection)
-        if on_reject is not None:
-            on_reject(rejection)
-
-    chunk: dict[str, tuple[int, ChurnRecord, str]] = {}
-
-    def flush() -> None:
-        if not chunk:
-            return
-        result = write_items((r.to_item() for _, r, _ in chunk.values()), table, client, now=now)
-        refused = dict(result.rejected)
-        for customer_id, reason in refused.items():
-            number, _, text = chunk[customer_id]
-            reject(Rejection(number, f"line {number}: {reason}", customer_id, text))
-        report.written += result.written
-        report.skipped_older += result.skipped_older
-        report.cold_starts += sum(1 for c, (_, r, _) in chunk.items() if r.features is None and c not in refused)
-        report.retries += result.retries
-        latest = max((r.as_of for c, (_, r, _) in chunk.items() if c not in refused), default=None)
-        if latest is not None and (report.as_of is None or latest > report.as_of):
-            report.as_of = latest
-        chunk.clear()
-
-    for number, raw in enumerate(lines, start=1):
-        report.lines += 1
-        text = _kept_text(raw)
-        try:
-            record = parse_line(raw, number)
-        except MalformedLineError as exc:
-            reject(Rejection(number, str(exc), _customer_id_of(text), text))
-            continue
-        if record.customer_id in chunk or len(chunk) >= chunk_records:
-            flush()
-        chunk[record.customer_id] = (number, record, text)
-    flush()
-    return report
+    """Write every valid line to the online store (`shelfwise.publishing.publish_lines`)."""
+    return publishing.publish_lines(
+        lines,
+        parse_line,
+        key_field=KEY_FIELD,
+        table=table,
+        client=client,
+        chunk_records=chunk_records,
+        on_reject=on_reject,
+        now=now,
+    )
 
 
 # -- validation --------------------------------------------------------------------------------------------------
@@ -230,7 +135,7 @@ def _record(value: dict[str, Any], line: int) -> ChurnRecord:
     return ChurnRecord(
         customer_id=customer_id,
         features=features,
-        as_of=_as_of(value["as_of"], line),
+        as_of=as_of_date(value["as_of"], line),
         feature_set_version=version,
         probability=probability,
         model_version=model_version,
@@ -250,32 +155,3 @@ def _number(name: str, value: Any, line: int) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise MalformedLineError(line, f"{name} must be a finite number, got {value!r}")
     return float(value)
-
-
-def _as_of(value: Any, line: int) -> str:
-    try:
-        if not isinstance(value, str) or len(value) != len("YYYY-MM-DD"):
-            raise ValueError
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise MalformedLineError(line, f"as_of must be a date YYYY-MM-DD, got {value!r}") from None
-
-
-def _no_constant(name: str) -> float:
-    # json.loads accepts NaN and Infinity unless told otherwise; neither can be stored or scored.
-    raise ValueError(f"{name} is not a number the online store can hold")
-
-
-def _kept_text(raw: bytes | str) -> str:
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-    return text[:MAX_KEPT_TEXT]
-
-
-def _customer_id_of(text: str) -> str | None:
-    """The customer id of a rejected line, when it has a readable one (for the quarantine record)."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    customer_id = value.get("customer_id") if isinstance(value, dict) else None
-    return customer_id if isinstance(customer_id, str) else None

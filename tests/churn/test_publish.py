@@ -121,7 +121,7 @@ def test_bytes_that_are_not_utf8_are_rejected_not_guessed() -> None:
 
 def test_a_rejected_line_keeps_its_customer_id_when_readable() -> None:
     _, _, rejected = publish([scored("C9", probability=2.0)])
-    assert rejected[0].customer_id == "C9"
+    assert rejected[0].key == "C9"
     assert json.loads(rejected[0].to_json())["customer_id"] == "C9"
 
 
