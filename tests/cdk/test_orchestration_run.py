@@ -43,16 +43,20 @@ PSEUDO_PARAMETERS = {
     "AWS::Region": REGION,
     "AWS::URLSuffix": "amazonaws.com",
 }
-PUBLISH_FUNCTION = "shelfwise-ci-churn-publish"
-PUBLISH_ARN = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{PUBLISH_FUNCTION}"
+DOMAINS = ("churn", "demand")
+PUBLISH_FUNCTIONS = {domain: f"shelfwise-ci-{domain}-publish" for domain in DOMAINS}
+PUBLISH_ARNS = {d: f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{f}" for d, f in PUBLISH_FUNCTIONS.items()}
 CURATE_ORDERS, CUSTOMER_FEATURES = "shelfwise-ci-curate-orders", "shelfwise-ci-customer-features"
 DEMAND_FEATURES = "shelfwise-ci-demand-features"
 TRAINING, SCORING = "shelfwise-ci-churn", "shelfwise-ci-churn-score"
+DEMAND_TRAINING, DEMAND_SCORING = "shelfwise-ci-demand", "shelfwise-ci-demand-score"
 START_JOB = "aws-sdk:glue:startJobRun"
 START_PIPELINE = "aws-sdk:sagemaker:startPipelineExecution"
 FIND_MODEL = "aws-sdk:sagemaker:listModelPackages"
 #: What the chain does, as opposed to how it waits: the calls the scenarios compare, in order.
-ACTIONS = (START_JOB, START_PIPELINE, FIND_MODEL, PUBLISH_ARN)
+ACTIONS = (START_JOB, START_PIPELINE, FIND_MODEL, *PUBLISH_ARNS.values())
+#: The states of each domain's branch are named after it (and its Glue jobs); the rest are shared.
+BRANCH_STATES = {"churn": ("Churn", "CustomerFeatures"), "demand": ("Demand",)}
 #: How long one execution may take in moto before a test gives up on it.
 EXECUTION_DEADLINE_SECONDS = 60
 
@@ -162,7 +166,7 @@ class Deployment:
     definition: dict[str, Any]  # the state machine's, rendered, as synthesized
     glue_jobs: dict[str, int]  # name -> MaxConcurrentRuns
     pipelines: dict[str, str]  # name -> definition body
-    model_package_group: str
+    model_package_groups: dict[str, str]  # domain -> group
     lake_bucket: str
 
     def declared_parameters(self, pipeline: str) -> set[str]:
@@ -172,19 +176,27 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(templates: dict[str, dict[str, Any]]) -> Deployment:
     orchestration = templates["Orchestration"]
-    (function_id,) = resources_of(orchestration, "AWS::Lambda::Function")
-    render = Renderer({function_id: {"Ref": PUBLISH_FUNCTION, "Arn": PUBLISH_ARN}})
+    functions = {}
+    for function_id in resources_of(orchestration, "AWS::Lambda::Function"):
+        (domain,) = [d for d in DOMAINS if function_id.startswith(f"{d.capitalize()}Publish")]
+        functions[function_id] = {"Ref": PUBLISH_FUNCTIONS[domain], "Arn": PUBLISH_ARNS[domain]}
+    render = Renderer(functions)
     (machine,) = resources_of(orchestration, "AWS::StepFunctions::StateMachine").values()
     jobs = resources_of(templates["FeatureJobs"], "AWS::Glue::Job").values()
-    pipelines = resources_of(templates["ChurnPipelines"], "AWS::SageMaker::Pipeline").values()
-    (group,) = resources_of(templates["ChurnPipelines"], "AWS::SageMaker::ModelPackageGroup").values()
+    pipelines, groups = {}, {}
+    for domain in DOMAINS:
+        stack = templates[f"{domain.capitalize()}Pipelines"]
+        for p in resources_of(stack, "AWS::SageMaker::Pipeline").values():
+            pipelines[p["PipelineName"]] = render(p["PipelineDefinition"]["PipelineDefinitionBody"])
+        (group,) = resources_of(stack, "AWS::SageMaker::ModelPackageGroup").values()
+        groups[domain] = render(group["ModelPackageGroupName"])
     buckets = resources_of(templates["DataLake"], "AWS::S3::Bucket").values()
     (lake,) = [name for bucket in buckets if "-lake-" in (name := render(bucket.get("BucketName", "")))]
     return Deployment(
         definition=json.loads(render(machine["DefinitionString"])),
         glue_jobs={render(job["Name"]): job.get("ExecutionProperty", {}).get("MaxConcurrentRuns", 1) for job in jobs},
-        pipelines={p["PipelineName"]: render(p["PipelineDefinition"]["PipelineDefinitionBody"]) for p in pipelines},
-        model_package_group=render(group["ModelPackageGroupName"]),
+        pipelines=pipelines,
+        model_package_groups=groups,
         lake_bucket=lake,
     )
 
@@ -292,29 +304,48 @@ class Run:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if e["type"].endswith("StateEntered")]
 
     def calls(self) -> list[Call]:
+        """Every task attempt, in order. Branches run side by side, so an event's state is found through its
+        `previousEventId` chain (the state it was entered by), not by the order of the events."""
+        by_id = {event["id"]: event for event in self.events}
+
+        def state_of(event: dict[str, Any]) -> str:
+            while not event["type"].endswith("StateEntered"):
+                event = by_id[event["previousEventId"]]
+            return str(event["stateEnteredEventDetails"]["name"])
+
         calls: list[Call] = []
-        state = ""
         for event in self.events:
             kind = event["type"]
-            if kind.endswith("StateEntered"):
-                state = event["stateEnteredEventDetails"]["name"]
-            elif kind == "TaskScheduled":
+            if kind == "TaskScheduled":
                 details = event["taskScheduledEventDetails"]
                 resource = f"{details['resourceType']}:{details['resource']}"
-                calls.append(Call(state, resource, json.loads(details["parameters"])))
+                calls.append(Call(state_of(event), resource, json.loads(details["parameters"])))
             elif kind == "LambdaFunctionScheduled":
                 details = event["lambdaFunctionScheduledEventDetails"]
-                calls.append(Call(state, details["resource"], json.loads(details["input"])))
-            elif kind in ("TaskSucceeded", "LambdaFunctionSucceeded"):
-                calls[-1] = Call(calls[-1].state, calls[-1].resource, calls[-1].parameters, "succeeded")
-            elif kind in ("TaskFailed", "LambdaFunctionFailed"):
-                error = next(v for k, v in event.items() if k.endswith("FailedEventDetails"))["error"]
-                calls[-1] = Call(calls[-1].state, calls[-1].resource, calls[-1].parameters, error)
+                calls.append(Call(state_of(event), details["resource"], json.loads(details["input"])))
+            elif kind in ("TaskSucceeded", "LambdaFunctionSucceeded", "TaskFailed", "LambdaFunctionFailed"):
+                state = state_of(event)
+                index = max(i for i, call in enumerate(calls) if call.state == state)
+                outcome = "succeeded"
+                if kind.endswith("Failed"):
+                    outcome = next(v for k, v in event.items() if k.endswith("FailedEventDetails"))["error"]
+                calls[index] = Call(calls[index].state, calls[index].resource, calls[index].parameters, outcome)
         return calls
 
-    def actions(self) -> list[tuple[str, dict[str, Any]]]:
-        """(state, parameters) of each job and pipeline started, model looked up and publish, in order."""
-        return [(c.state, c.parameters) for c in self.calls() if c.resource in ACTIONS]
+    def actions(self, domain: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """(state, parameters) of each job and pipeline started, model looked up and publish, in order; with a
+        `domain`, the shared ones and that domain's branch's only (the branches run side by side)."""
+        others = [marker for d, markers in BRANCH_STATES.items() if d != domain for marker in markers]
+        return [
+            (c.state, c.parameters)
+            for c in self.calls()
+            if c.resource in ACTIONS and (domain is None or not any(m in c.state for m in others))
+        ]
+
+    def branch(self, domain: str) -> dict[str, Any]:
+        """What a domain's branch ended with: its training and publish outputs, or its failure."""
+        (ended,) = [d for d in self.output["domains"] if d["domain"] == domain]
+        return dict(ended)
 
     def outcomes(self, state: str) -> list[str]:
         return [c.outcome for c in self.calls() if c.state == state]
@@ -333,13 +364,14 @@ class Chain:
         boto3.client("s3", region_name=REGION).create_bucket(
             Bucket=deployment.lake_bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
-        boto3.client("lambda", region_name=REGION).create_function(
-            FunctionName=PUBLISH_FUNCTION,
-            Runtime="python3.12",
-            Role=role_arn,
-            Handler="app.handler",
-            Code={"ZipFile": b"never run: without Docker moto answers with the payload"},
-        )
+        for function in PUBLISH_FUNCTIONS.values():
+            boto3.client("lambda", region_name=REGION).create_function(
+                FunctionName=function,
+                Runtime="python3.12",
+                Role=role_arn,
+                Handler="app.handler",
+                Code={"ZipFile": b"never run: without Docker moto answers with the payload"},
+            )
         for job, concurrency in deployment.glue_jobs.items():
             self.glue.create_job(
                 Name=job,
@@ -349,19 +381,20 @@ class Chain:
             )
         for pipeline, body in deployment.pipelines.items():
             self.sagemaker.create_pipeline(PipelineName=pipeline, PipelineDefinition=body, RoleArn=role_arn)
-        self.sagemaker.create_model_package_group(ModelPackageGroupName=deployment.model_package_group)
+        for group in deployment.model_package_groups.values():
+            self.sagemaker.create_model_package_group(ModelPackageGroupName=group)
         self.machine = self.sfn.create_state_machine(
             name="shelfwise-ci-daily-chain", definition=json.dumps(quick(deployment.definition)), roleArn=role_arn
         )["stateMachineArn"]
 
-    def register(self, status: str, version: str, recorded: bool = True) -> dict[str, str]:
+    def register(self, status: str, version: str, recorded: bool = True, domain: str = "churn") -> dict[str, str]:
         """A package as the training pipeline's RegisterModel step leaves it (and a person approves it); without
         `recorded`, as someone might register one by hand, with no sha256."""
-        uri = f"s3://{self.deployment.lake_bucket}/models/churn/{version}/model.tar.gz"
+        uri = f"s3://{self.deployment.lake_bucket}/models/{domain}/{version}/model.tar.gz"
         sha256 = (version.encode().hex() * 64)[:64]
         metadata = {"artifact_sha256": sha256, "auc": "0.81"} if recorded else {"auc": "0.81"}
         arn = self.sagemaker.create_model_package(
-            ModelPackageGroupName=self.deployment.model_package_group,
+            ModelPackageGroupName=self.deployment.model_package_groups[domain],
             ModelApprovalStatus=status,
             InferenceSpecification={
                 "Containers": [{"Image": "xgboost:1.7-1", "ModelDataUrl": uri}],
@@ -401,7 +434,11 @@ def chain(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> Iterator[C
     state_manager.set_transition("glue::job_run", {"progression": "manual", "times": 1})
     try:
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
-            yield Chain(deployment)
+            chain = Chain(deployment)
+            # The scenarios are about churn; demand has its approved model, so its branch publishes unless a
+            # scenario says otherwise.
+            chain.register("Approved", "d1", domain="demand")
+            yield chain
     finally:
         state_manager.unset_transition("glue::job_run")
 
@@ -454,10 +491,9 @@ def test_a_day_runs_the_jobs_then_training_then_scores_with_the_newest_approved_
     (scoring,) = chain.pipeline_executions(SCORING)
     serving = f"s3://{deployment.lake_bucket}/features/churn/serving/cutoff={day}/"
     assert serving == f"s3://shelfwise-ci-lake-{ACCOUNT}-{REGION}/features/churn/serving/cutoff={day}/"
-    assert run.actions() == [
+    assert run.actions("churn") == [
         ("StartCurateOrders", {"JobName": CURATE_ORDERS, "Arguments": {"--run_date": day}}),
         ("StartCustomerFeatures", {"JobName": CUSTOMER_FEATURES, "Arguments": {"--serving_cutoff": day}}),
-        ("StartDemandFeatures", {"JobName": DEMAND_FEATURES, "Arguments": {"--as_of": day}}),
         ("StartChurnTraining", {"PipelineName": TRAINING, "PipelineExecutionDescription": started_by}),
         (
             "FindChurnModel",
@@ -491,8 +527,45 @@ def test_a_day_runs_the_jobs_then_training_then_scores_with_the_newest_approved_
         assert job_run["JobRunState"] == "SUCCEEDED"
     assert run.entered().count("PollCurateOrders") == run.entered().count("PollCustomerFeatures") == 2
     (training,) = chain.pipeline_executions(TRAINING)
-    assert run.output["training"] == {"churn": {"status": "Succeeded", "execution": training}}
-    assert run.output["published"] == {"churn": {"predictions_prefix": f"predictions/churn/{scoring.split('/')[-1]}/"}}
+    assert run.branch("churn") == {
+        "domain": "churn",
+        "training": {"status": "Succeeded", "execution": training},
+        "published": {"predictions_prefix": f"predictions/churn/{scoring.split('/')[-1]}/"},
+    }
+
+
+def test_the_demand_branch_runs_beside_churn_and_trains_and_forecasts_on_the_days_feature_partitions(
+    chain: Chain, deployment: Deployment
+) -> None:
+    chain.register("Approved", "v1")
+    run = chain.run()
+
+    assert run.status == "SUCCEEDED", run.description
+    day, started_by = run.run_date, f"Started by Step Functions execution {run.name}"
+    lake = f"s3://{deployment.lake_bucket}/features/demand"
+    partitions = {"DailyFeaturesUri": f"{lake}/daily/as_of={day}/", "StaticFeaturesUri": f"{lake}/static/as_of={day}/"}
+    (scoring,) = chain.pipeline_executions(DEMAND_SCORING)
+    demand = run.actions("demand")
+    assert [state for state, _ in demand] == [
+        "StartCurateOrders",
+        "StartDemandFeatures",
+        "StartDemandTraining",
+        "FindDemandModel",
+        "StartDemandScoring",
+        "PublishDemand",
+    ]
+    actions = dict(demand)
+    assert actions["StartDemandFeatures"] == {"JobName": DEMAND_FEATURES, "Arguments": {"--as_of": day}}
+    training = {p["Name"]: p["Value"] for p in actions["StartDemandTraining"]["PipelineParameters"]}
+    assert training == partitions
+    scoring_parameters = {p["Name"]: p["Value"] for p in actions["StartDemandScoring"]["PipelineParameters"]}
+    assert scoring_parameters.items() >= partitions.items()
+    assert scoring_parameters["ModelUri"].endswith("/models/demand/d1/model.tar.gz")
+    assert set(training) <= deployment.declared_parameters(DEMAND_TRAINING)
+    assert set(scoring_parameters) <= deployment.declared_parameters(DEMAND_SCORING)
+    assert actions["PublishDemand"] == {"predictions_prefix": f"predictions/demand/{scoring.rsplit('/', 1)[-1]}/"}
+    assert actions["StartDemandScoring"]["PipelineExecutionDescription"] == started_by
+    assert run.branch("demand")["published"] == actions["PublishDemand"]
 
 
 def test_without_an_approved_model_the_chain_fails_before_scoring_so_yesterdays_serving_data_stays(
@@ -506,9 +579,12 @@ def test_without_an_approved_model_the_chain_fails_before_scoring_so_yesterdays_
     error, cause = run.failure
     assert error == "NoApprovedModel"
     assert "churn" in cause
-    assert [state for state, _ in run.actions()][-2:] == ["StartChurnTraining", "FindChurnModel"]
+    assert [state for state, _ in run.actions("churn")][-2:] == ["StartChurnTraining", "FindChurnModel"]
     assert chain.pipeline_executions(SCORING) == []
     assert "PublishChurn" not in run.entered()
+    # the other domain's branch went on and published; the execution fails after it, with churn's error
+    assert "PublishDemand" in run.entered()
+    assert run.entered()[-1] == "ChurnFailed"
 
 
 def test_an_approved_package_without_a_recorded_sha256_is_refused_by_name_before_scoring(chain: Chain) -> None:
@@ -530,7 +606,7 @@ def test_a_glue_job_that_does_not_exist_fails_the_chain_at_its_start_without_ret
     assert run.status == "FAILED"
     assert run.failure[0] == "Glue.EntityNotFoundException"
     assert run.outcomes("StartCustomerFeatures") == ["Glue.EntityNotFoundException"]  # one attempt
-    assert run.entered()[-1] == "StartCustomerFeatures"
+    assert run.entered()[-1] == "ChurnFailed"
     assert chain.pipeline_executions(TRAINING) == chain.pipeline_executions(SCORING) == []
     assert "PublishChurn" not in run.entered()
 
@@ -548,7 +624,8 @@ def test_a_failed_glue_run_fails_the_chain_with_the_run_in_the_cause_and_nothing
     (job_run,) = chain.glue.get_job_runs(JobName=CUSTOMER_FEATURES)["JobRuns"]
     assert cause.startswith(f"Glue job {CUSTOMER_FEATURES} run ended FAILED: ")
     assert json.loads(cause.split(": ", 1)[1])["Id"] == job_run["Id"]  # the whole run description, for the on-call
-    assert run.entered()[-1] == "CustomerFeaturesFailed"
+    assert "CustomerFeaturesFailed" in run.entered()
+    assert run.entered()[-1] == "ChurnFailed"
     assert chain.pipeline_executions(TRAINING) == chain.pipeline_executions(SCORING) == []
     assert "PublishChurn" not in run.entered()
 
@@ -576,10 +653,10 @@ def test_a_failed_training_still_scores_with_the_approved_model_and_publishes_an
     assert chain.sagemaker.describe_pipeline_execution(PipelineExecutionArn=training)["PipelineExecutionStatus"] == (
         "Failed"
     )
-    assert run.output["training"] == {"churn": {"status": "Failed", "execution": training}}
+    assert run.branch("churn")["training"] == {"status": "Failed", "execution": training}
     assert run.entered().count("DescribeChurnTraining") == 1  # a failure ends the wait; it is not polled out
     (scoring,) = chain.pipeline_executions(SCORING)
-    actions = dict(run.actions())
+    actions = dict(run.actions("churn"))
     assert {p["Name"]: p["Value"] for p in actions["StartChurnScoring"]["PipelineParameters"]}.items() >= (
         approved.items()
     )

@@ -73,6 +73,16 @@ def definition(machine: dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+def flat(definition: dict[str, Any]) -> dict[str, Any]:
+    """Every state by name, those of Parallel branches included (CDK names states uniquely)."""
+    states: dict[str, Any] = {}
+    for name, state in definition["States"].items():
+        states[name] = state
+        for branch in state.get("Branches", []):
+            states.update(flat(branch))
+    return states
+
+
 def follow(states: dict[str, Any], start: str) -> list[str]:
     """State names from `start` along `Next` until a Choice or an end."""
     path = [start]
@@ -84,7 +94,7 @@ def follow(states: dict[str, Any], start: str) -> list[str]:
 # -- the chain ---------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_chain_runs_the_glue_jobs_then_each_domains_pipelines_in_order(definition: dict[str, Any]) -> None:
-    states = definition["States"]
+    states = flat(definition)
     assert follow(states, definition["StartAt"]) == [
         "RunDate",
         "StartCurateOrders",
@@ -93,20 +103,37 @@ def test_chain_runs_the_glue_jobs_then_each_domains_pipelines_in_order(definitio
         "PollCurateOrders",
         "CurateOrdersStatus",
     ]
-    assert follow(states, "CurateOrdersSucceeded")[:2] == ["CurateOrdersSucceeded", "StartCustomerFeatures"]
-    assert follow(states, "CustomerFeaturesSucceeded")[:2] == ["CustomerFeaturesSucceeded", "StartDemandFeatures"]
-    assert follow(states, "DemandFeaturesSucceeded")[:2] == ["DemandFeaturesSucceeded", "StartChurnTraining"]
+    # then the domains side by side, each in a branch of its own that catches its failure
+    assert follow(states, "CurateOrdersSucceeded") == ["CurateOrdersSucceeded", "Domains", "EveryDomainPublished?"]
+    branches = [branch["StartAt"] for branch in states["Domains"]["Branches"]]
+    assert branches == ["ChurnBranch", "DemandBranch"]
+    for name in ("Churn", "Demand"):
+        branch = states[f"{name}Branch"]
+        assert branch["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": f"{name}BranchFailed"}
+        ]
+    assert states["ChurnBranch"]["Branches"][0]["StartAt"] == "StartCustomerFeatures"
+    assert states["DemandBranch"]["Branches"][0]["StartAt"] == "StartDemandFeatures"
+    assert follow(states, "CustomerFeaturesSucceeded")[:2] == ["CustomerFeaturesSucceeded", "StartChurnTraining"]
+    assert follow(states, "DemandFeaturesSucceeded")[:2] == ["DemandFeaturesSucceeded", "StartDemandTraining"]
     assert follow(states, "RecordChurnTraining") == ["RecordChurnTraining", "FindChurnModel", "ChurnModelApproved?"]
     assert follow(states, "DescribeChurnModel") == ["DescribeChurnModel", "ChurnModelVerifiable?"]
     verifiable = states["ChurnModelVerifiable?"]
     assert verifiable["Choices"][0]["Next"] == "StartChurnScoring"
     assert states[verifiable["Default"]]["Error"] == "UnverifiableModel"
-    assert follow(states, "PublishChurn") == ["PublishChurn", "Published"]
+    assert follow(states, "PublishChurn") == ["PublishChurn", "ChurnFinished"]
+    assert follow(states, "PublishDemand") == ["PublishDemand", "DemandFinished"]
+    # a failed branch fails the execution with its own error, once every branch has ended
+    outcome = states["EveryDomainPublished?"]
+    for index, (name, choice) in enumerate(zip(("Churn", "Demand"), outcome["Choices"], strict=True)):
+        assert choice == {"Variable": f"$.domains[{index}].failure", "IsPresent": True, "Next": f"{name}Failed"}
+        assert states[f"{name}Failed"]["ErrorPath"] == f"$.domains[{index}].failure.Error"
+    assert follow(states, outcome["Default"]) == ["EveryDomainPublished", "Published"]
 
 
 @pytest.mark.slow
 def test_glue_jobs_get_the_run_date_and_only_transient_errors_are_retried(definition: dict[str, Any]) -> None:
-    states = definition["States"]
+    states = flat(definition)
     run_date = states["RunDate"]["Parameters"]["date.$"]
     assert "$$.Execution.StartTime" in run_date  # a redriven execution redoes the same day
     curate, features = states["StartCurateOrders"], states["StartCustomerFeatures"]
@@ -135,7 +162,7 @@ def test_glue_jobs_get_the_run_date_and_only_transient_errors_are_retried(defini
 def test_a_failed_candidate_does_not_stop_scoring_but_a_failed_scoring_stops_publishing(
     definition: dict[str, Any],
 ) -> None:
-    states = definition["States"]
+    states = flat(definition)
     trained = states["ChurnTrainingStatus"]
     ended, polling = trained["Choices"]
     assert sorted(c["StringEquals"] for c in ended["Or"]) == ["Failed", "Stopped", "Succeeded"]
@@ -160,7 +187,7 @@ def test_a_failed_candidate_does_not_stop_scoring_but_a_failed_scoring_stops_pub
 def test_scoring_gets_the_newest_approved_package_as_the_api_defines_it(definition: dict[str, Any]) -> None:
     from shelfwise.pipelines.registry import NEWEST_APPROVED_QUERY
 
-    states = definition["States"]
+    states = flat(definition)
     find = states["FindChurnModel"]
     assert find["Resource"].endswith(":states:::aws-sdk:sagemaker:listModelPackages")
     assert find["Parameters"] == {"ModelPackageGroupName": "churn", **NEWEST_APPROVED_QUERY}
@@ -189,7 +216,7 @@ def test_scoring_gets_the_newest_approved_package_as_the_api_defines_it(definiti
 def test_publish_gets_the_prefix_the_scoring_execution_wrote(
     definition: dict[str, Any], templates: dict[str, dict[str, Any]]
 ) -> None:
-    publish = definition["States"]["PublishChurn"]
+    publish = flat(definition)["PublishChurn"]
     assert publish["Parameters"] == {
         "predictions_prefix.$": "States.Format('predictions/churn/{}/', "
         "States.ArrayGetItem(States.StringSplit($.pipeline.arn, '/'), 3))"
@@ -241,18 +268,23 @@ def test_standard_machine_logs_all_to_an_encrypted_group_and_traces(
 @pytest.mark.slow
 def test_alarms_on_failed_days_rejected_records_and_nothing_published(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 3
+    assert len(alarms) == 1 + 2 * 2  # the chain's, and two per publishing domain
     for alarm in alarms.values():
         (action,) = alarm["AlarmActions"]
         assert "shelfwise-ci-platform" in json.dumps(action)  # the deployment's one alarm topic
     expressions = [q["Expression"] for a in alarms.values() for q in a.get("Metrics", []) if "Expression" in q]
     assert expressions == ["failed + timedOut"]
-    by_metric = {a.get("MetricName"): a for a in alarms.values()}
-    assert by_metric["RejectedRecords"]["Dimensions"] == [{"Name": "service", "Value": "churn-publish"}]
-    nothing = by_metric["PublishedRecords"]
-    assert (nothing["ComparisonOperator"], nothing["Threshold"]) == ("LessThanThreshold", 1)
-    assert nothing["TreatMissingData"] == "breaching"  # no publish at all is the stale case
-    assert nothing["Period"] == 26 * 3600
+    for service in ("churn-publish", "demand-publish"):
+        by_metric = {
+            a.get("MetricName"): a
+            for a in alarms.values()
+            if a.get("Dimensions") == [{"Name": "service", "Value": service}]
+        }
+        assert set(by_metric) == {"RejectedRecords", "PublishedRecords"}
+        nothing = by_metric["PublishedRecords"]
+        assert (nothing["ComparisonOperator"], nothing["Threshold"]) == ("LessThanThreshold", 1)
+        assert nothing["TreatMissingData"] == "breaching"  # no publish at all is the stale case
+        assert nothing["Period"] == 26 * 3600
 
 
 # -- least privilege ---------------------------------------------------------------------------------------------
@@ -262,11 +294,14 @@ def test_state_machine_role_reaches_only_the_jobs_pipelines_packages_and_publish
     jobs = {f"arn:aws:glue:eu-west-1:{REF}:job/shelfwise-ci-{job.resource_suffix}" for job in glue_jobs().values()}
     for action in ("glue:StartJobRun", "glue:GetJobRun", "glue:BatchStopJobRun"):
         assert allowed.pop(action) == jobs
-    pipelines = {f"arn:aws:sagemaker:eu-west-1:{REF}:pipeline/shelfwise-ci-{p}" for p in ("churn", "churn-score")}
+    names = ("churn", "churn-score", "demand", "demand-score")
+    pipelines = {f"arn:aws:sagemaker:eu-west-1:{REF}:pipeline/shelfwise-ci-{p}" for p in names}
     assert allowed.pop("sagemaker:StartPipelineExecution") == pipelines
     for action in ("sagemaker:DescribePipelineExecution", "sagemaker:StopPipelineExecution"):
         assert allowed.pop(action) == {f"{p}/execution/*" for p in pipelines}
-    assert allowed.pop("sagemaker:DescribeModelPackage") == {f"arn:aws:sagemaker:eu-west-1:{REF}:model-package/churn/*"}
+    assert allowed.pop("sagemaker:DescribeModelPackage") == {
+        f"arn:aws:sagemaker:eu-west-1:{REF}:model-package/{group}/*" for group in ("churn", "demand")
+    }
     assert allowed.pop("lambda:InvokeFunction") == {REF, f"{REF}:*"}
     # what is left supports no resource ARNs: the registry listing, log delivery and X-Ray
     assert all(re.match(r"^(logs|xray):|^sagemaker:ListModelPackages$", action) for action in allowed), sorted(allowed)
@@ -274,21 +309,29 @@ def test_state_machine_role_reaches_only_the_jobs_pipelines_packages_and_publish
 
 
 @pytest.mark.slow
-def test_publish_function_reads_runs_quarantines_rejects_puts_items_and_takes_turns(template: dict[str, Any]) -> None:
-    allowed = grants(template, "ChurnPublishFunctionRole")
+@pytest.mark.parametrize("domain", ["churn", "demand"])
+def test_publish_function_reads_runs_quarantines_rejects_puts_items_and_takes_turns(
+    template: dict[str, Any], domain: str
+) -> None:
+    allowed = grants(template, f"{domain.capitalize()}PublishFunctionRole")
     lake = f"arn:aws:s3:::shelfwise-ci-lake-{REF}-eu-west-1"
-    assert allowed.pop("s3:GetObject") == allowed.pop("s3:GetObjectVersion") == {f"{lake}/predictions/churn/*"}
-    assert allowed.pop("s3:PutObject") == {f"{lake}/quarantine/churn-publish/*"}
+    assert allowed.pop("s3:GetObject") == allowed.pop("s3:GetObjectVersion") == {f"{lake}/predictions/{domain}/*"}
+    assert allowed.pop("s3:PutObject") == {f"{lake}/quarantine/{domain}-publish/*"}
     assert allowed.pop("s3:ListBucket") == {lake}
     assert allowed.pop("dynamodb:PutItem") == allowed.pop("dynamodb:BatchWriteItem") == {REF}
     assert allowed.pop("dynamodb:UpdateItem") == {REF}
-    (turns,) = [s for s in statements(template, "ChurnPublishFunctionRole") if s.get("Sid") == "TakeTurnsAtPublishing"]
+    role = f"{domain.capitalize()}PublishFunctionRole"
+    (turns,) = [s for s in statements(template, role) if s.get("Sid") == "TakeTurnsAtPublishing"]
     assert turns["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [PUBLICATION_PK]}}
     assert not [a for a in allowed if a.startswith(("dynamodb:", "s3:"))]  # no reads or deletes
-    (function,) = resources(template, "AWS::Lambda::Function").values()
+    (function,) = [
+        f
+        for name, f in resources(template, "AWS::Lambda::Function").items()
+        if name.startswith(f"{domain.capitalize()}Publish")
+    ]
     assert (function["Runtime"], function["Handler"], function["Timeout"]) == ("python3.12", "app.handler", 900)
     variables = function["Environment"]["Variables"]
-    assert variables["POWERTOOLS_SERVICE_NAME"] == "churn-publish"
+    assert variables["POWERTOOLS_SERVICE_NAME"] == f"{domain}-publish"
     assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
 
 

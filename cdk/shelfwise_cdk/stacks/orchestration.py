@@ -2,20 +2,22 @@
 
 A Standard Step Functions state machine, started by an EventBridge schedule:
 
-    RunDate -> every Glue job in order (start, then poll until it ends)
-    -> per domain with a pipeline:
-         training pipeline (start, poll; whatever the candidate did at the gate, the chain goes on)
-         -> the newest approved package (`shelfwise.pipelines.registry.NEWEST_APPROVED_QUERY`, the query the API
-            and the local runner use) -> none: fail NoApprovedModel
-         -> scoring pipeline with that package on today's serving partition (start, poll)
-         -> the domain's publisher (Lambda) writes the scores to the online store
-    -> Published
+    RunDate -> the shared Glue jobs (curate_orders: start, then poll until it ends)
+    -> Domains, one branch per domain with a pipeline, side by side:
+         the domain's Glue jobs -> training pipeline (start, poll; whatever the candidate did at the gate, the
+         chain goes on) -> the newest approved package (`shelfwise.pipelines.registry.NEWEST_APPROVED_QUERY`, the
+         query the API and the local runner use) -> none: fail NoApprovedModel
+         -> scoring pipeline with that package on the partitions the day's feature job wrote (start, poll)
+         -> the domain's publisher (Lambda) writes the records to the online store
+    -> every branch published: Published; else fail with the first failed branch's error
 
 Step Functions owns retries: starting and polling jobs and pipelines retry AWS's transient errors with backoff;
 the Glue jobs have no retries of their own and SageMaker steps no retry policies. A failed Glue job or scoring run
-ends the execution before anything is published, so yesterday's serving data stays in place, and raises the
-ChainFailed alarm. Glue tasks are written as start + poll (not `.sync`), which also lets the definition itself run
-in moto's Step Functions interpreter in the tests.
+ends its domain's branch before anything is published, so yesterday's serving data of that domain stays in place;
+the other domains' branches go on and publish, then the execution fails with the branch's error and raises the
+ChainFailed alarm. A shared job that fails ends the execution before any branch starts. Glue tasks are written as
+start + poll (not `.sync`), which also lets the definition itself run in moto's Step Functions interpreter in the
+tests.
 
 The run date is the execution's start date, passed to each job's run-date option and naming the serving partition,
 so a redriven execution redoes the same day.
@@ -44,7 +46,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from shelfwise.config import Settings
-from shelfwise.domain import Domain, GlueJob
+from shelfwise.domain import Domain, GlueJob, ModelPipeline
 from shelfwise.online_store import LEASE_S, PUBLICATION_PK
 from shelfwise.pipelines.registry import NEWEST_APPROVED_QUERY, SHA256_KEY
 from shelfwise_cdk.constructs.lake_access import grant_lake
@@ -243,15 +245,13 @@ class OrchestrationStack(Stack):
             },
             result_path="$.run",
         )
+        in_branches = {job.name for chain in chains for job in chain.domain.glue_jobs}
         steps: list[tuple[sfn.IChainable, sfn.INextable]] = [(run_date, run_date)]
         for job in glue_jobs:
-            steps.append(self._glue_job(job))
-        for chain in chains:
-            steps.append(self._domain(chain))
-        done = sfn.Succeed(self, "Published")
-        for (_, end), (start, _) in itertools.pairwise(steps):
-            end.next(start)
-        steps[-1][1].next(done)
+            if job.name not in in_branches:
+                steps.append(self._glue_job(job))
+        steps.append(self._domains(chains))
+        _chain(steps).next(sfn.Succeed(self, "Published"))
         log_group = logs.LogGroup(
             self,
             "StateMachineLogs",
@@ -274,6 +274,56 @@ class OrchestrationStack(Stack):
         )
         self._acknowledge_machine(machine, glue_jobs, chains)
         return machine
+
+    def _domains(self, chains: Sequence[DomainChain]) -> tuple[sfn.IChainable, sfn.INextable]:
+        """One branch per domain, side by side: its Glue jobs, then its pipelines and publisher. A branch that fails
+        is caught and recorded, so the other domains still publish; the execution then fails with that branch's
+        error (and alarms), after every branch has ended."""
+        domains = sfn.Parallel(self, "Domains", result_path="$.domains")
+        fails: list[tuple[sfn.Condition, sfn.IChainable]] = []
+        for index, chain in enumerate(chains):
+            name = _pascal(chain.domain.name)
+            steps = [self._glue_job(job) for job in chain.domain.glue_jobs]
+            steps.append(self._domain(chain))
+            finished = sfn.Pass(
+                self,
+                f"{name}Finished",
+                parameters={
+                    "domain": chain.domain.name,
+                    "training": sfn.JsonPath.object_at(f"$.training.{chain.domain.name}"),
+                    "published": sfn.JsonPath.object_at(f"$.published.{chain.domain.name}"),
+                },
+            )
+            _chain(steps).next(finished)
+            branch = sfn.Parallel(self, f"{name}Branch", output_path="$[0]")
+            branch.branch(steps[0][0])
+            failed = sfn.Pass(
+                self,
+                f"{name}BranchFailed",
+                parameters={"domain": chain.domain.name, "failure": sfn.JsonPath.object_at("$.failure")},
+            )
+            branch.add_catch(failed, errors=["States.ALL"], result_path="$.failure")
+            domains.branch(branch)
+            failure = f"$.domains[{index}].failure"
+            fails.append(
+                (
+                    sfn.Condition.is_present(failure),
+                    sfn.Fail(
+                        self,
+                        f"{name}Failed",
+                        error_path=f"{failure}.Error",
+                        cause_path=f"{failure}.Cause",
+                        comment=f"the {chain.domain.name} branch failed; the other domains published",
+                    ),
+                )
+            )
+        outcome = sfn.Choice(self, "EveryDomainPublished?")
+        for condition, fail in fails:
+            outcome.when(condition, fail)
+        succeeded = sfn.Pass(self, "EveryDomainPublished")
+        outcome.otherwise(succeeded)
+        domains.next(outcome)
+        return domains, succeeded
 
     def _glue_job(self, job: GlueJob) -> tuple[sfn.IChainable, sfn.INextable]:
         """Start the job (its run-date option set), poll until it ends; a failed or overdue run fails the chain."""
@@ -472,7 +522,8 @@ class OrchestrationStack(Stack):
             parameters={"status": "StoppedOverdue", "execution": sfn.JsonPath.string_at("$.pipeline.arn")},
             result_path=f"$.training.{domain.name}",
         )
-        train = self._pipeline_run(f"{name}Training", chain.training_pipeline, None, [(ended, record)], overdue)
+        partitions = self._run_partitions(pipeline) if pipeline.training_takes_run_partitions else None
+        train = self._pipeline_run(f"{name}Training", chain.training_pipeline, partitions, [(ended, record)], overdue)
         find = tasks.CallAwsService(
             self,
             f"Find{name}Model",
@@ -529,10 +580,7 @@ class OrchestrationStack(Stack):
             "ModelUri": sfn.JsonPath.string_at("$.model.uri"),
             "ModelSha256": sfn.JsonPath.string_at(sha256),
             "ModelPackageArn": sfn.JsonPath.string_at("$.model.arn"),
-            pipeline.serving_partition_parameter: sfn.JsonPath.format(
-                f"s3://{self.lake.bucket_name}/{pipeline.serving_features}cutoff={{}}/",
-                sfn.JsonPath.string_at("$.run.date"),
-            ),
+            **self._run_partitions(pipeline),
         }
         publish = tasks.LambdaInvoke(
             self,
@@ -597,6 +645,16 @@ class OrchestrationStack(Stack):
         )
         describe.next(verifiable)
         return train, publish
+
+    def _run_partitions(self, pipeline: ModelPipeline) -> dict[str, str]:
+        """The pipeline's partition parameters, each the prefix the day's feature job wrote for `$.run.date`."""
+        return {
+            name: sfn.JsonPath.format(
+                f"s3://{self.lake.bucket_name}/{prefix}{pipeline.partition_name}={{}}/",
+                sfn.JsonPath.string_at("$.run.date"),
+            )
+            for name, prefix in pipeline.run_partitions.items()
+        }
 
     # -- alarms ------------------------------------------------------------------------------------------------
     def _alarms(self, topic: sns.ITopic) -> list[cloudwatch.Alarm]:
@@ -696,6 +754,13 @@ class OrchestrationStack(Stack):
 
     def _glue_arn(self, job_name: str) -> str:
         return self.format_arn(service="glue", resource="job", resource_name=job_name)
+
+
+def _chain(steps: Sequence[tuple[sfn.IChainable, sfn.INextable]]) -> sfn.INextable:
+    """Each step's end to the next step's start; returns the last step's end."""
+    for (_, end), (start, _) in itertools.pairwise(steps):
+        end.next(start)
+    return steps[-1][1]
 
 
 def _pascal(name: str) -> str:
