@@ -180,7 +180,7 @@ def _domains(
 ) -> dict[str, str]:
     """Each domain's training, scoring and publishing; returns the predictions prefix of each domain scored."""
     from shelfwise.local_api import LocalLambdaContext, load_lambda
-    from shelfwise.pipelines.local import run_pipeline, score_with_newest_approved
+    from shelfwise.pipelines.local import score_with_newest_approved, train_on_run_date
     from shelfwise.pipelines.registry import NoApprovedModelError
 
     predictions: dict[str, str] = {}
@@ -190,7 +190,7 @@ def _domains(
         name = domain.name
         with timer.stage(f"{name}_training") as st:
             params = options.training_params.get(name)
-            run = run_pipeline(lake, domain.pipeline, kind="training", params=params, progress=say)
+            run = train_on_run_date(lake, domain.pipeline, str(result.run_date), params, progress=say)
             st.detail = run.status + (f", model {run.model_version} registered" if run.model_version else "")
             if run.failure_reason:
                 result.failures.append(f"{name} candidate: {run.failure_reason}")
@@ -199,9 +199,7 @@ def _domains(
         done(f"{name}_training")
         with timer.stage(f"{name}_scoring") as st:
             try:
-                scoring, package = score_with_newest_approved(
-                    lake, domain.pipeline, domain.pipeline.serving_partition(str(result.run_date)), progress=say
-                )
+                scoring, package = score_with_newest_approved(lake, domain.pipeline, str(result.run_date), say)
             except NoApprovedModelError as exc:
                 result.failures.append(f"{name} scoring: {exc}")
                 st.detail = "no approved model"
@@ -210,9 +208,8 @@ def _domains(
                 result.failures.append(f"{name} scoring: {scoring.failure_reason}")
                 st.detail = "failed"
                 continue
-            st.detail = (
-                f"with package version {package.version} on {domain.pipeline.serving_partition(str(result.run_date))}"
-            )
+            partitions = ", ".join(domain.pipeline.run_partition_keys(str(result.run_date)).values())
+            st.detail = f"with package version {package.version} on {partitions}"
             predictions[name] = scoring.predictions_prefix
         if domain.demo is not None:
             result.reports.append(domain.demo.report(lake, world_dir, run.metrics))

@@ -76,21 +76,26 @@ class ModelPipeline:
     scoring: Callable[[PipelineConfig], PipelineSpec]
     reads: tuple[str, ...]
     writes: tuple[str, ...]
-    #: The scoring pipeline's parameter that takes the exact serving partition of the run.
-    serving_partition_parameter: str
-    #: Where the domain's feature job writes serving features, one `cutoff=<run date>/` partition per run.
-    serving_features: str
+    #: Parameters that take the partitions the day's feature job wrote, each `<prefix><partition_name>=<run date>/`:
+    #: parameter -> features prefix. The scoring pipeline always gets them; the training pipeline too when
+    #: `training_takes_run_partitions` (demand learns from the day's history, churn from every cutoff).
+    run_partitions: Mapping[str, str]
     #: Where a scoring execution leaves the online records the publisher reads: `<prefix><execution id>/`.
     predictions_prefix: str
+    partition_name: str = "cutoff"
+    training_takes_run_partitions: bool = False
+    #: Pinned packages the steps need beyond their framework image (`requirements.txt` beside the scripts), staged
+    #: as a wheelhouse channel; None when the image has everything.
+    requirements: Path | None = None
 
     @property
     def model_group(self) -> str:
         """The model package group, before the deployment's prefix (`Settings.model_group`)."""
         return self.name
 
-    def serving_partition(self, run_date: str) -> str:
-        """The lake prefix of the serving features the feature job wrote for `run_date` (YYYY-MM-DD)."""
-        return f"{self.serving_features}cutoff={run_date}/"
+    def run_partition_keys(self, run_date: str) -> dict[str, str]:
+        """Parameter -> the lake prefix of the partition the feature job wrote for `run_date` (YYYY-MM-DD)."""
+        return {name: f"{prefix}{self.partition_name}={run_date}/" for name, prefix in self.run_partitions.items()}
 
 
 @dataclass(frozen=True)

@@ -95,3 +95,24 @@ def hyperparameters_file(parser: argparse.ArgumentParser) -> dict[str, str]:
             decoded = raw
         values[key.replace("-", "_")] = str(decoded)
     return values
+
+
+def install_wheelhouse(wheels: Path) -> int:
+    """Install every wheel of a staged wheelhouse (wheels, or a zip of them as CDK stages it), offline: the image
+    lacks them and a training job has no network. Returns how many were installed. Locally the folder does not exist
+    and the environment already has them."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    found = sorted(wheels.rglob("*.whl")) if wheels.is_dir() else []
+    for archive in sorted(wheels.rglob("*.zip")) if wheels.is_dir() else []:
+        unpacked = Path(tempfile.mkdtemp(prefix="wheelhouse-"))
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(unpacked)
+        found += sorted(unpacked.rglob("*.whl"))
+    if found:
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps"]
+        subprocess.run([*command, *map(str, found)], check=True)
+    return len(found)

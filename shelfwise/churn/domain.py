@@ -89,8 +89,7 @@ DOMAIN = Domain(
             "quarantine/churn-prepare/",
             "quarantine/churn-batch-score/",
         ),
-        serving_partition_parameter=SERVING_FEATURES,
-        serving_features=SERVING_FEATURES_PREFIX,
+        run_partitions={SERVING_FEATURES: SERVING_FEATURES_PREFIX},
         predictions_prefix=PREDICTIONS_PREFIX,
     ),
     api=ApiFunction(

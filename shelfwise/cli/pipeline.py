@@ -26,7 +26,7 @@ class Kind(StrEnum):
     scoring = "scoring"
 
 
-NameArgument = Annotated[str, typer.Argument(help="The pipeline: a domain with one (`churn`).")]
+NameArgument = Annotated[str, typer.Argument(help="The pipeline: a domain with one (`churn`, `demand`).")]
 
 
 @app.command("run")
@@ -38,8 +38,12 @@ def run(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Override a pipeline parameter: NAME=VALUE.")
     ] = None,
-    serving_date: Annotated[
-        str | None, typer.Option(help="scoring: the serving partition's date (cutoff=YYYY-MM-DD).")
+    run_date: Annotated[
+        str | None,
+        typer.Option(
+            help="The date (YYYY-MM-DD) of the feature partitions the daily chain would pass: scoring gets the "
+            "newest approved model on them; training takes them where the pipeline learns from the day's data."
+        ),
     ] = None,
 ) -> None:
     """Run a pipeline's steps locally (same scripts, same gate); training registers the model if it passes,
@@ -49,7 +53,7 @@ def run(
     from shelfwise.config import ConfigError
     from shelfwise.domains import UnknownDomainError, pipeline
     from shelfwise.lake import Lake
-    from shelfwise.pipelines.local import run_pipeline, score_with_newest_approved
+    from shelfwise.pipelines.local import run_pipeline, score_with_newest_approved, train_on_run_date
     from shelfwise.pipelines.registry import NoApprovedModelError
 
     try:
@@ -62,8 +66,10 @@ def run(
             def progress(stage: str, done: float) -> None:
                 bar.update(task, description=stage, completed=done)
 
-            if kind is Kind.scoring and serving_date is not None:
-                result, _ = score_with_newest_approved(lake, spec, spec.serving_partition(serving_date), progress)
+            if kind is Kind.scoring and run_date is not None:
+                result, _ = score_with_newest_approved(lake, spec, run_date, progress)
+            elif run_date is not None:
+                result = train_on_run_date(lake, spec, run_date, overrides, progress)
             else:
                 result = run_pipeline(lake, spec, kind=kind.value, params=overrides, progress=progress)
     except (ConfigError, ValueError, UnknownDomainError, NoApprovedModelError) as exc:

@@ -58,10 +58,13 @@ class WindowScores:
 
 
 @dataclass(frozen=True)
-class LastWindow:
-    """The sampled series in the last window: every candidate's paths, what happened, and the sales before it."""
+class SampledWindow:
+    """The sampled series in one window: every candidate's paths, what happened, and the sales before it."""
 
+    cutoff: dt.date
+    keys: pd.DataFrame
     paths: dict[str, np.ndarray]
+    sales: np.ndarray
     true_demand: np.ndarray | None
     histories: list[np.ndarray]
 
@@ -71,7 +74,11 @@ class BacktestResult:
     windows: list[WindowScores]
     seconds: dict[str, float]
     series: int
-    last_window: LastWindow
+    sampled: list[SampledWindow]
+
+    @property
+    def last_window(self) -> SampledWindow:
+        return self.sampled[-1]
 
     def mean(self, against: str, level: str, model: str, metric: str) -> float:
         """A metric averaged over the windows."""
@@ -81,11 +88,6 @@ class BacktestResult:
 def window_cutoffs(end: dt.date, horizon: int, windows: int) -> list[dt.date]:
     """The first days of `windows` consecutive windows of `horizon` days that end on `end` (exclusive)."""
     return [end - dt.timedelta(days=horizon * k) for k in range(windows, 0, -1)]
-
-
-def vincentize(*paths: np.ndarray) -> np.ndarray:
-    """The mean of the models' quantiles (Vincentization), as sorted samples per series and day."""
-    return np.asarray(np.mean([np.sort(p, axis=1) for p in paths], axis=0))
 
 
 def _groups(keys: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
@@ -109,11 +111,14 @@ def run_backtest(
     work_dir: Path,
     truth: np.ndarray | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    trained: tuple[object, models.StaticCodes] | None = None,
 ) -> BacktestResult:
     """Score the candidates on the last `settings.windows` windows of the panel.
 
     `truth` (series, days), aligned with `panel.target`, is the uncensored demand where it is known (the synthetic
-    world): the candidates are then scored against it as well.
+    world): the candidates are then scored against it as well. `trained` is a DeepAR predictor (and its static
+    codes) already trained on the history before the first window (the pipeline's training step); without it,
+    DeepAR is trained here.
     """
     horizon = settings.horizon
     cutoffs = window_cutoffs(panel.end, horizon, settings.windows)
@@ -126,12 +131,15 @@ def run_backtest(
     rng = np.random.default_rng(settings.seed)
     sample = np.sort(rng.choice(len(panel.keys), size=min(settings.sample_series, len(panel.keys)), replace=False))
 
-    progress(f"training DeepAR on {len(panel.keys):,} series before {cutoffs[0]}")
-    started = time.perf_counter()
-    predictor, codes = models.train_deepar(panel.head(index[0]), settings.deepar, work_dir)
-    seconds["deepar training"] = time.perf_counter() - started
+    if trained is None:
+        progress(f"training DeepAR on {len(panel.keys):,} series before {cutoffs[0]}")
+        started = time.perf_counter()
+        predictor, codes = models.train_deepar(panel.head(index[0]), settings.deepar, work_dir)
+        seconds["deepar training"] = time.perf_counter() - started
+    else:
+        predictor, codes = trained
 
-    windows = []
+    windows, sampled = [], []
     for cutoff, at in zip(cutoffs, index, strict=True):
         history = panel.head(at)
         paths, timing = _window_paths(history, sample, predictor, codes, settings, progress, cutoff)
@@ -151,13 +159,18 @@ def run_backtest(
             for against, (bottom, totals) in actuals.items()
         }
         windows.append(WindowScores(cutoff, scores))
-    units = history.select(sample)
-    last = LastWindow(
-        paths={name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()},
-        true_demand=None if truth is None else truth[sample, index[-1] : index[-1] + horizon],
-        histories=[u[s:] for u, s in zip(np.nan_to_num(units.units), units.start_index, strict=True)],
-    )
-    return BacktestResult(windows, seconds, len(panel.keys), last)
+        units = history.select(sample)
+        sampled.append(
+            SampledWindow(
+                cutoff=cutoff,
+                keys=units.keys,
+                paths={name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()},
+                sales=panel.units[sample, window],
+                true_demand=None if truth is None else truth[sample, window],
+                histories=[u[s:] for u, s in zip(np.nan_to_num(units.units), units.start_index, strict=True)],
+            )
+        )
+    return BacktestResult(windows, seconds, len(panel.keys), sampled)
 
 
 def _window_paths(
@@ -204,7 +217,7 @@ def _level_scores(
     template = schaake_template(history.units, n_paths, horizon, seed=settings.seed)
     shuffled = {name: schaake_shuffle(paths[name], template, settings.seed) for name in ("deepar", "seasonal_naive")}
     bottom = {name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()}
-    bottom["deepar+autoets"] = vincentize(bottom["deepar"], bottom["autoets"])
+    bottom["deepar+autoets"] = models.vincentize(bottom["deepar"], bottom["autoets"])
     out[BOTTOM] = {name: score(actual[sample], p, history.target[sample]) for name, p in bottom.items()}
     for level, columns in LEVELS.items():
         if level == BOTTOM:
@@ -218,7 +231,7 @@ def _level_scores(
             "autoets": models.autoets_paths(aggregated, n_paths=settings.n_paths, seed=settings.seed).astype(float),
             "npts": models.npts_paths(aggregated, n_paths=settings.n_paths, seed=settings.seed).astype(float),
         }
-        level_paths["deepar+autoets"] = vincentize(level_paths["deepar"], level_paths["autoets"])
+        level_paths["deepar+autoets"] = models.vincentize(level_paths["deepar"], level_paths["autoets"])
         level_paths[INDEPENDENT_SUM] = sum_by_group(group, paths["deepar"])
         out[level] = {name: score(level_actual, p, aggregated.target) for name, p in level_paths.items()}
     return out

@@ -24,8 +24,9 @@ from pyspark.sql.window import Window
 
 from shelfwise.data_quality import Check, InRange, NullRate, RowCount, Unique
 
-#: Carried by every row written (`feature_set_version`); bump it when a column changes meaning.
-FEATURE_SET_VERSION = "demand/1"
+# Carried by every row written; bump it (in keys.py) when a column changes meaning.
+from shelfwise.demand.keys import FEATURE_SET_VERSION as FEATURE_SET_VERSION
+
 AS_OF = "as_of"
 PAIR = ("store_id", "sku")
 KEY = (*PAIR, "date")

@@ -1,16 +1,63 @@
-"""What the demand domain contributes: its Glue job, its API routes and lake prefixes (the forecasting pipeline and
-the publisher come later)."""
+"""What the demand domain contributes: its Glue job, its pipelines, its API routes, its publisher and lake prefixes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from shelfwise.curation.domain import CURATED_ORDERS
-from shelfwise.domain import ApiFunction, ApiRoute, Domain, GlueJob, Retention
+from shelfwise.demand.demo import demo_report, demo_requests
+from shelfwise.demand.pipeline import (
+    DAILY_FEATURES as DAILY_PARAMETER,
+)
+from shelfwise.demand.pipeline import (
+    PREDICTIONS_PREFIX,
+    scoring_pipeline_spec,
+    training_pipeline_spec,
+)
+from shelfwise.demand.pipeline import (
+    STATIC_FEATURES as STATIC_PARAMETER,
+)
+from shelfwise.domain import (
+    SAGEMAKER_DIR,
+    ApiFunction,
+    ApiRoute,
+    DemoHooks,
+    Domain,
+    GlueJob,
+    ModelPipeline,
+    Publisher,
+    Retention,
+)
 
 FEATURES = "features/demand/"
 DAILY_FEATURES = f"{FEATURES}daily/"
 STATIC_FEATURES = f"{FEATURES}static/"
+MODELS = "models/demand/"
+#: The pure library modules the pipeline steps import (staged in the steps' source tarball).
+LIBRARY_MODULES = (
+    "shelfwise/config.py",
+    "shelfwise/online_store.py",
+    "shelfwise/publishing.py",
+    "shelfwise/retail_calendar.py",
+    *(
+        f"shelfwise/demand/{name}.py"
+        for name in (
+            "aggregation",
+            "backtest",
+            "batch_forecast",
+            "calendar",
+            "forecast_records",
+            "inventory",
+            "keys",
+            "metrics",
+            "model_store",
+            "models",
+            "publish",
+            "report",
+            "series",
+        )
+    ),
+)
 
 DEMAND_FEATURES = GlueJob(
     name="demand_features",
@@ -67,6 +114,26 @@ DOMAIN = Domain(
     name="demand",
     description="Daily demand per location x SKU: probabilistic forecasts and the inventory decisions they inform",
     glue_jobs=(DEMAND_FEATURES,),
+    pipeline=ModelPipeline(
+        name="demand",
+        scripts=SAGEMAKER_DIR / "demand",
+        library_modules=LIBRARY_MODULES,
+        training=training_pipeline_spec,
+        scoring=scoring_pipeline_spec,
+        reads=(FEATURES, "code/demand/"),
+        writes=(
+            MODELS,
+            PREDICTIONS_PREFIX,
+            "pipelines/demand/",
+            "quarantine/demand-prepare/",
+            "quarantine/demand-forecast/",
+        ),
+        run_partitions={DAILY_PARAMETER: DAILY_FEATURES, STATIC_PARAMETER: STATIC_FEATURES},
+        predictions_prefix=PREDICTIONS_PREFIX,
+        partition_name="as_of",
+        training_takes_run_partitions=True,
+        requirements=SAGEMAKER_DIR / "demand" / "requirements.txt",
+    ),
     api=ApiFunction(
         name="demand",
         description="demand forecasts by store x SKU and aggregate, and inventory decisions from them",
@@ -86,7 +153,20 @@ DOMAIN = Domain(
         # The forecasts are precomputed in the online store: no model artifact to read.
         reads=(),
     ),
+    publisher=Publisher(
+        name="demand_publish",
+        description="writes a batch forecast's records (store x SKU and sums) to the online store",
+        reads=(PREDICTIONS_PREFIX,),
+        writes=("quarantine/demand-publish/",),
+    ),
     # Every run writes the whole history as of its date: older runs are only kept to redo or compare them.
-    retention=(Retention(DAILY_FEATURES, 30), Retention(STATIC_FEATURES, 30)),
-    prefixes=(FEATURES,),
+    retention=(
+        Retention(DAILY_FEATURES, 30),
+        Retention(STATIC_FEATURES, 30),
+        Retention("pipelines/demand/", 30),
+        Retention(PREDICTIONS_PREFIX, 90),
+        Retention("quarantine/demand-", 180),
+    ),
+    demo=DemoHooks(report=demo_report, requests=demo_requests),
+    prefixes=(FEATURES, MODELS, PREDICTIONS_PREFIX, "pipelines/demand/", "quarantine/demand-"),
 )

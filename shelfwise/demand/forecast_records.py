@@ -10,6 +10,7 @@ paths: every decision there depends on the marginal distributions of D(L) and D(
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,11 +54,17 @@ class ForecastRecord:
             "cold_start": self.cold_start,
             "mean": list(self.mean),
             "quantiles": {name: list(values) for name, values in self.quantiles.items()},
-            "cumulative": [list(row) for row in self.cumulative],
+            "cumulative": pack_rows(self.cumulative),
         }
 
     def dates(self) -> list[dt.date]:
         return [self.as_of + dt.timedelta(days=h) for h in range(self.horizon_days)]
+
+
+def pack_rows(rows: Sequence[Sequence[float]]) -> str:
+    """The cumulative quantiles as one compact JSON text: 2,772 numbers as one attribute, not 2,772 (an item a
+    third the size, written and read several times faster)."""
+    return json.dumps([list(row) for row in rows], separators=(",", ":"))
 
 
 def _rounded(values: np.ndarray) -> tuple[float, ...]:

@@ -214,3 +214,36 @@ def deepar_paths(
     entries = list(gluonts_entries(panel, codes, horizon))
     forecasts = predictor.predict(entries, num_samples=n_paths)
     return np.stack([f.samples for f in forecasts]).astype(np.float32)
+
+
+def vincentize(*paths: np.ndarray) -> np.ndarray:
+    """The mean of the models' quantiles (Vincentization), as sorted samples per series and day."""
+    return np.asarray(np.mean([np.sort(p, axis=1) for p in paths], axis=0))
+
+
+def forecast_paths(
+    forecaster: str,
+    panel: DemandPanel,
+    deepar: tuple[PyTorchPredictor, StaticCodes] | None,
+    n_paths: int = 200,
+    seed: int = 0,
+) -> np.ndarray:
+    """Sample paths of the `HORIZON` days after the panel's end from one of the candidates
+    (`shelfwise.demand.backtest.CANDIDATES`); `deepar` is the trained predictor the DeepAR ones need."""
+
+    def with_deepar() -> np.ndarray:
+        if deepar is None:
+            raise ValueError(f"{forecaster} needs a trained DeepAR predictor")
+        return deepar_paths(deepar[0], deepar[1], panel, n_paths, seed)
+
+    if forecaster == "deepar":
+        return with_deepar()
+    if forecaster == "autoets":
+        return autoets_paths(panel, n_paths=n_paths, seed=seed)
+    if forecaster == "seasonal_naive":
+        return seasonal_naive_paths(panel, n_paths=n_paths)
+    if forecaster == "npts":
+        return npts_paths(panel, n_paths=n_paths, seed=seed)
+    if forecaster == "deepar+autoets":
+        return vincentize(with_deepar(), autoets_paths(panel, n_paths=n_paths, seed=seed))
+    raise ValueError(f"unknown forecaster {forecaster!r}")

@@ -1,44 +1,65 @@
 """Forecast records as online-store items and back: the pure core of publishing and serving demand forecasts.
 
-Two kinds of item, both under the sort key `demand` (`shelfwise.online_store`):
+Two kinds of item, both under the sort key `demand` (`shelfwise.online_store`), named as `shelfwise.demand.keys`
+says:
 
 - a store x SKU's forecast (`ForecastRecord`): entity `forecast`, id `series_id(store_id, sku)`;
-- the forecast of a sum of series (`AggregateRecord`): entity `forecast_aggregate`, id `<level>#<key>` (`total#`
-  for the total, which has no key). A level never contains `#`, so the first `#` ends it whatever the key holds.
+- the forecast of a sum of series (`AggregateRecord`): entity `forecast_aggregate`, id `aggregate_id(level, key)`.
 
-Store ids and SKUs are whatever the retailer's data holds (`#`, spaces, any script), so `<store_id>#<sku>` alone
-would be ambiguous (`A#B` + `C` and `A` + `B#C`). The series id is therefore length-prefixed:
-`<number of characters of store_id>:<store_id>#<sku>`, e.g. `4:CA_1#FOODS_3_090`. The count says where the store
-id ends, so every pair has exactly one id and every id one pair; the `#` keeps it readable in the console.
-
-Both kinds carry the same attributes (`ForecastRecord.attributes`), so one reader checks both: a stored item that is
-not a whole forecast raises `MalformedRecordError` rather than reaching an answer. No pandas or Spark: the API
-Lambda imports this module.
+Both carry the same attributes (`ForecastRecord.attributes`), so one reader checks both: a stored item that is not a
+whole forecast raises `MalformedRecordError` rather than reaching an answer, and the publisher refuses a line of the
+batch forecast's `online_records.jsonl` with the same checks. No pandas or Spark: the Lambdas import this module.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, get_args
+from datetime import datetime
+from typing import Any
 
-from shelfwise.demand.forecast_records import CUMULATIVE_LEVELS, DAILY_QUANTILES, ForecastRecord, quantile_name
+from shelfwise import publishing
+from shelfwise.demand.forecast_records import (
+    CUMULATIVE_LEVELS,
+    DAILY_QUANTILES,
+    ForecastRecord,
+    pack_rows,
+    quantile_name,
+)
+from shelfwise.demand.keys import (
+    AGGREGATE_ENTITY,
+    ENTITY,
+    FEATURE_SET_VERSION,
+    LEVELS,
+    MAX_ID_CHARS,
+    SORT_KEY,
+    TOTAL,
+    AggregateLevel,
+    MalformedIdError,
+    aggregate_id,
+    parse_aggregate_id,
+    parse_series_id,
+    series_id,
+)
 from shelfwise.online_store import OnlineItem, StoredItem
+from shelfwise.publishing import CHUNK_RECORDS, MalformedLineError, PublishReport, Rejection, as_of_date, json_object
 
-ENTITY: Final = "forecast"
-AGGREGATE_ENTITY: Final = "forecast_aggregate"
-#: The online store's sort key of every demand item.
-SORT_KEY: Final = "demand"
-#: `shelfwise.demand.demand_features.FEATURE_SET_VERSION`, which this module cannot import (it pulls in Spark, and
-#: the API Lambda reads records without it); tests/demand/test_demand_publish.py holds the two equal.
-FEATURE_SET_VERSION: Final = "demand/1"
-#: The longest store id or SKU: two of them, their separators and a two-digit length fit the online store's
-#: 128-character ids.
-MAX_ID_CHARS: Final = 60
-
-AggregateLevel = Literal["region", "store", "category", "department", "total"]
-LEVELS: tuple[AggregateLevel, ...] = get_args(AggregateLevel)
-TOTAL: Final = "total"
+__all__ = [
+    "AGGREGATE_ENTITY",
+    "ENTITY",
+    "FEATURE_SET_VERSION",
+    "LEVELS",
+    "MAX_ID_CHARS",
+    "SORT_KEY",
+    "TOTAL",
+    "AggregateLevel",
+    "AggregateRecord",
+    "MalformedRecordError",
+    "aggregate_id",
+    "series_id",
+]
 
 #: The attributes `ForecastRecord.attributes` writes, in that order.
 _VALUES = ("model_version", "cold_start", "mean", "quantiles", "cumulative")
@@ -68,50 +89,8 @@ class AggregateRecord:
 
     def attributes(self) -> dict[str, Any]:
         """The same attributes as a series' record, so that one reader reads both."""
-        return {name: _listed(getattr(self, name)) for name in _VALUES}
-
-
-# -- ids ---------------------------------------------------------------------------------------------------------
-
-
-def series_id(store_id: str, sku: str) -> str:
-    """`<len(store_id)>:<store_id>#<sku>`: one id per pair, whatever characters the two hold (module doc)."""
-    for name, value in (("store_id", store_id), ("sku", sku)):
-        if not 0 < len(value) <= MAX_ID_CHARS:
-            raise ValueError(f"{name} must be 1-{MAX_ID_CHARS} characters, got {len(value)}")
-    return f"{len(store_id)}:{store_id}#{sku}"
-
-
-def parse_series_id(entity_id: str) -> tuple[str, str]:
-    """(store_id, sku) of a `series_id`; raises MalformedRecordError for anything `series_id` does not write."""
-    length, colon, rest = entity_id.partition(":")
-    # Only canonical counts (no sign, no leading zero), so that no pair has a second id.
-    if not colon or not length.isascii() or not length.isdigit() or length.startswith("0"):
-        raise MalformedRecordError(f"series id {entity_id!r} does not start with the store id's length")
-    size = int(length)
-    store_id, separator, sku = rest[:size], rest[size : size + 1], rest[size + 1 :]
-    if len(store_id) != size or separator != "#" or not sku:
-        raise MalformedRecordError(f"series id {entity_id!r} is not <length>:<store_id>#<sku>")
-    return store_id, sku
-
-
-def aggregate_id(level: AggregateLevel, key: str | None) -> str:
-    """`<level>#<key>`; `total#` for the total."""
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-    if (key is None) != (level == TOTAL):
-        raise ValueError("the total has no key" if level == TOTAL else f"level {level} needs a key")
-    if key is not None and not 0 < len(key) <= MAX_ID_CHARS:
-        raise ValueError(f"key must be 1-{MAX_ID_CHARS} characters, got {len(key)}")
-    return f"{level}#{key or ''}"
-
-
-def parse_aggregate_id(entity_id: str) -> tuple[AggregateLevel, str | None]:
-    """(level, key) of an `aggregate_id`; raises MalformedRecordError for anything `aggregate_id` does not write."""
-    level, separator, key = entity_id.partition("#")
-    if not separator or level not in LEVELS or (level == TOTAL) != (key == ""):
-        raise MalformedRecordError(f"aggregate id {entity_id!r} is not <level>#<key>")
-    return level, key or None
+        values = {name: _listed(getattr(self, name)) for name in _VALUES}
+        return {**values, "cumulative": pack_rows(self.cumulative)}
 
 
 # -- records <-> items -------------------------------------------------------------------------------------------
@@ -141,13 +120,19 @@ def aggregate_item(record: AggregateRecord) -> OnlineItem:
 
 def forecast_from_item(item: StoredItem) -> ForecastRecord:
     """The record of a stored `forecast` item; raises MalformedRecordError if it is not a whole forecast."""
-    store_id, sku = parse_series_id(item.entity_id)
+    try:
+        store_id, sku = parse_series_id(item.entity_id)
+    except MalformedIdError as exc:
+        raise MalformedRecordError(str(exc)) from None
     return ForecastRecord(store_id=store_id, sku=sku, **_values(item))
 
 
 def aggregate_from_item(item: StoredItem) -> AggregateRecord:
     """The record of a stored `forecast_aggregate` item; raises MalformedRecordError if it is not a whole one."""
-    level, key = parse_aggregate_id(item.entity_id)
+    try:
+        level, key = parse_aggregate_id(item.entity_id)
+    except MalformedIdError as exc:
+        raise MalformedRecordError(str(exc)) from None
     return AggregateRecord(level=level, key=key, **_values(item))
 
 
@@ -168,6 +153,10 @@ def _values(item: StoredItem) -> dict[str, Any]:
     if not isinstance(quantiles, dict) or set(quantiles) != set(_QUANTILE_NAMES):
         raise MalformedRecordError(f"the stored forecast's quantiles are not {', '.join(_QUANTILE_NAMES)}")
     cumulative = attributes["cumulative"]
+    try:
+        cumulative = json.loads(cumulative) if isinstance(cumulative, str) else None
+    except ValueError:
+        cumulative = None
     if not isinstance(cumulative, list) or len(cumulative) != len(CUMULATIVE_LEVELS):
         raise MalformedRecordError(f"the stored forecast's cumulative does not hold {len(CUMULATIVE_LEVELS)} levels")
     try:
@@ -204,3 +193,105 @@ def _listed(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _listed(v) for k, v in value.items()}
     return value
+
+
+# -- the batch forecast's online records -------------------------------------------------------------------------
+
+_LINE_FIELDS = ("entity", "id", "as_of", "feature_set_version", *_VALUES)
+
+
+@dataclass(frozen=True)
+class DemandLine:
+    """One line of `online_records.jsonl`: a series' or a sum's forecast, checked, as the publisher writes it."""
+
+    entity: str
+    entity_id: str
+    as_of: str
+    cold_start: bool
+    attributes: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.entity}#{self.entity_id}"
+
+    def to_item(self) -> OnlineItem:
+        return OnlineItem(
+            entity=self.entity,
+            entity_id=self.entity_id,
+            feature_set=SORT_KEY,
+            as_of=self.as_of,
+            feature_set_version=FEATURE_SET_VERSION,
+            attributes=self.attributes,
+        )
+
+
+def online_line(record: ForecastRecord | AggregateRecord) -> dict[str, Any]:
+    """What the batch forecast writes for a record (one JSON object per line)."""
+    if isinstance(record, ForecastRecord):
+        entity, entity_id = ENTITY, series_id(record.store_id, record.sku)
+    else:
+        entity, entity_id = AGGREGATE_ENTITY, aggregate_id(record.level, record.key)
+    return {
+        "entity": entity,
+        "id": entity_id,
+        "as_of": record.as_of.isoformat(),
+        "feature_set_version": FEATURE_SET_VERSION,
+        **record.attributes(),
+    }
+
+
+def parse_line(raw: bytes | str, line: int) -> DemandLine:
+    """One line as a `DemandLine`; raises MalformedLineError naming the line and what is wrong."""
+    value = json_object(raw, line)
+    missing = [name for name in _LINE_FIELDS if name not in value]
+    if missing:
+        raise MalformedLineError(line, f"missing field {missing[0]!r}")
+    unknown = sorted(set(value) - set(_LINE_FIELDS))
+    if unknown:
+        raise MalformedLineError(line, f"unknown field {unknown[0]!r}")
+    if value["feature_set_version"] != FEATURE_SET_VERSION:
+        raise MalformedLineError(
+            line,
+            f"feature_set_version is {value['feature_set_version']!r}; this publisher serves {FEATURE_SET_VERSION!r}",
+        )
+    entity, entity_id = value["entity"], value["id"]
+    as_of = as_of_date(value["as_of"], line)
+    stored = StoredItem(
+        entity_id=entity_id if isinstance(entity_id, str) else "",
+        as_of=as_of,
+        feature_set_version=FEATURE_SET_VERSION,
+        attributes={name: value[name] for name in _VALUES},
+        expires_at=0,
+    )
+    try:
+        if entity == ENTITY:
+            record: ForecastRecord | AggregateRecord = forecast_from_item(stored)
+        elif entity == AGGREGATE_ENTITY:
+            record = aggregate_from_item(stored)
+        else:
+            raise MalformedLineError(line, f"entity must be {ENTITY} or {AGGREGATE_ENTITY}, got {entity!r}")
+    except MalformedRecordError as exc:
+        raise MalformedLineError(line, str(exc).replace("the stored forecast", "the forecast")) from None
+    return DemandLine(entity, stored.entity_id, as_of, record.cold_start, record.attributes())
+
+
+def publish_lines(
+    lines: Iterable[bytes | str],
+    *,
+    table: str | None = None,
+    client: Any = None,
+    chunk_records: int = CHUNK_RECORDS,
+    on_reject: Callable[[Rejection], None] | None = None,
+    now: datetime | None = None,
+) -> PublishReport:
+    """Write every valid line of a batch forecast to the online store (`shelfwise.publishing.publish_lines`)."""
+    return publishing.publish_lines(
+        lines,
+        parse_line,
+        key_field="id",
+        table=table,
+        client=client,
+        chunk_records=chunk_records,
+        on_reject=on_reject,
+        now=now,
+    )

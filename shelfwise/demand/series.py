@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -98,3 +99,33 @@ def build_panel(daily: pd.DataFrame, static: pd.DataFrame) -> DemandPanel:
     launch = pd.to_datetime(keys["launch_date"]) if "launch_date" in keys else pd.Series(start, index=keys.index)
     launch_index = ((launch - start) / pd.Timedelta(days=1)).astype(np.int64).to_numpy()
     return DemandPanel(keys, start.date(), units, censored, start_index, launch_index)
+
+
+PANEL_ARRAYS = "panel.npz"
+PANEL_KEYS = "keys.parquet"
+
+
+def save_panel(panel: DemandPanel, folder: Path) -> None:
+    """The panel as two files: its arrays (`panel.npz`) and its series' keys and attributes (`keys.parquet`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        folder / PANEL_ARRAYS,
+        units=panel.units,
+        censored=panel.censored,
+        start_index=panel.start_index,
+        launch_index=panel.launch_index,
+        start=np.array(panel.start.isoformat()),
+    )
+    panel.keys.to_parquet(folder / PANEL_KEYS, index=False)
+
+
+def load_panel(folder: Path) -> DemandPanel:
+    with np.load(folder / PANEL_ARRAYS) as arrays:
+        return DemandPanel(
+            keys=pd.read_parquet(folder / PANEL_KEYS),
+            start=dt.date.fromisoformat(str(arrays["start"])),
+            units=arrays["units"],
+            censored=arrays["censored"],
+            start_index=arrays["start_index"],
+            launch_index=arrays["launch_index"],
+        )

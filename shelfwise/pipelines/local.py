@@ -119,6 +119,9 @@ def resolve_parameters(
     for name, value in (overrides or {}).items():
         if name not in defaults:
             raise ValueError(f"unknown pipeline parameter {name!r}; parameters: {', '.join(sorted(defaults))}")
+        if isinstance(defaults[name], str) and isinstance(value, int | float):
+            # A string parameter given a number on the command line (`-p demand.Epochs=2`): its text.
+            value = str(int(value)) if float(value).is_integer() else str(value)
         if isinstance(defaults[name], float) != isinstance(value, int | float):
             raise ValueError(f"pipeline parameter {name!r} takes a {type(defaults[name]).__name__}, got {value!r}")
         params[name] = float(value) if isinstance(value, int | float) else value
@@ -186,7 +189,7 @@ class _Execution:
         uri = self.uri(item.source)
         if isinstance(item.source, ModelArtifacts):
             self.lake.download_file(self.key(uri), target / "model.tar.gz")
-        elif self.lake.download_prefix(self.key(uri), target) == 0:
+        elif self.lake.download_prefix(self.key(uri), target) == 0 and not item.optional:
             raise StepFailedError(f"{step}: input {item.name!r} is empty: nothing under {uri}")
         return target
 
@@ -211,7 +214,12 @@ class _Execution:
 
     def training(self, step: TrainingStep) -> str:
         root = self.scratch / step.name / "opt" / "ml"
-        hyperparameters = _training_hyperparameters(self.definition, step.name)
+        hyperparameters = {
+            name: str(self.run.parameters[value["Get"].removeprefix("Parameters.")])
+            if isinstance(value, dict)
+            else value
+            for name, value in _training_hyperparameters(self.definition, step.name).items()
+        }
         env = {
             "SM_MODEL_DIR": str(root / "model"),
             "SM_OUTPUT_DATA_DIR": str(root / "output" / "data"),
@@ -339,23 +347,40 @@ def run_pipeline(
     return run
 
 
-def scoring_parameters(package: ApprovedModel, serving_partition_uri: str, pipeline: ModelPipeline) -> dict[str, str]:
-    """What the daily chain passes the scoring pipeline: the newest approved package and today's partition."""
+def run_partition_parameters(lake: Lake, pipeline: ModelPipeline, run_date: str) -> dict[str, str]:
+    """The URIs of the partitions the day's feature jobs wrote, by the parameter that takes each."""
+    return {name: lake.uri(key) for name, key in pipeline.run_partition_keys(run_date).items()}
+
+
+def scoring_parameters(package: ApprovedModel, partitions: Mapping[str, str]) -> dict[str, str]:
+    """What the daily chain passes the scoring pipeline: the newest approved package and today's partitions."""
     return {
         "ModelUri": package.artifact_uri,
         "ModelSha256": package.sha256 or "",
         "ModelPackageArn": package.arn,
-        pipeline.serving_partition_parameter: serving_partition_uri,
+        **partitions,
     }
 
 
+def train_on_run_date(
+    lake: Lake,
+    pipeline: ModelPipeline,
+    run_date: str,
+    params: Mapping[str, ParamValue] | None = None,
+    progress: Progress | None = None,
+) -> PipelineRun:
+    """The training pipeline as the daily chain starts it: on the day's partitions when the pipeline takes them."""
+    partitions = run_partition_parameters(lake, pipeline, run_date) if pipeline.training_takes_run_partitions else {}
+    return run_pipeline(lake, pipeline, kind="training", params={**partitions, **(params or {})}, progress=progress)
+
+
 def score_with_newest_approved(
-    lake: Lake, pipeline: ModelPipeline, serving_partition_key: str, progress: Progress | None = None
+    lake: Lake, pipeline: ModelPipeline, run_date: str, progress: Progress | None = None
 ) -> tuple[PipelineRun, ApprovedModel]:
-    """Batch-score the serving partition with the newest approved package of the pipeline's group (what the daily
-    chain does after training, whatever the candidate did at the gate)."""
+    """Score the day's partitions with the newest approved package of the pipeline's group (what the daily chain
+    does after training, whatever the candidate did at the gate)."""
     package = newest_approved(lake.cfg.model_group(pipeline.model_group), sagemaker_client(lake.cfg))
-    params = scoring_parameters(package, lake.uri(serving_partition_key), pipeline)
+    params = scoring_parameters(package, run_partition_parameters(lake, pipeline, run_date))
     return run_pipeline(lake, pipeline, kind="scoring", params=params, progress=progress), package
 
 
@@ -384,7 +409,7 @@ def run_script(script: Path, args: list[str], env: Mapping[str, str], workdir: P
     return lines[-1] if lines else ""
 
 
-def _training_hyperparameters(definition: Mapping[str, Any], step: str) -> dict[str, str]:
+def _training_hyperparameters(definition: Mapping[str, Any], step: str) -> dict[str, Any]:
     for item in definition["Steps"]:
         if item["Name"] == step:
             return dict(item["Arguments"]["HyperParameters"])

@@ -39,6 +39,8 @@ from shelfwise.pipelines.spec import (
     TrainingStep,
 )
 
+#: The instance type that picks a framework's CPU image (the instance types themselves are pipeline parameters).
+CPU_INSTANCE = "ml.m5.xlarge"
 #: Where a processing job unpacks the source tarball before running its script from there.
 _UNPACKED = "/tmp/shelfwise-code"
 _TELEMETRY_OPT_OUT = """SchemaVersion: '1.0'
@@ -59,12 +61,23 @@ def _prepare_offline_sdk(region: str) -> None:
     os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(config)
 
 
-def image_uri(framework: str, version: str, region: str) -> str:
-    """The SageMaker framework image, from the SDK's bundled tables (no AWS call)."""
+def image_uri(framework: str, version: str, region: str, py_version: str | None = None) -> str:
+    """The SageMaker framework image, from the SDK's bundled tables (no AWS call); a framework image with a Python
+    version (`py313`) is the CPU training image, which also runs the processing steps and the batch forecast."""
     _prepare_offline_sdk(region)
     from sagemaker.core import image_uris
 
-    uri: str = image_uris.retrieve(framework, region=region, version=version)
+    if py_version is None:
+        uri: str = image_uris.retrieve(framework, region=region, version=version)
+    else:
+        uri = image_uris.retrieve(
+            framework,
+            region=region,
+            version=version,
+            py_version=py_version,
+            instance_type=CPU_INSTANCE,
+            image_scope="training",
+        )
     return uri
 
 
@@ -110,7 +123,7 @@ class _Builder:
                 return self._bucket
 
         self.spec = spec
-        self.image = image_uri(spec.framework, spec.framework_version, spec.region)
+        self.image = image_uri(spec.framework, spec.framework_version, spec.region, spec.py_version)
         self.session = OfflineSession(spec.bucket, spec.region)
         self.params: dict[str, Any] = {
             p.name: ParameterFloat(p.name, default_value=p.default)
@@ -242,7 +255,7 @@ class _Builder:
                 s3_output_path=self.value(step.output_path), kms_key_id=self.spec.kms_key_arn
             ),
             hyperparameters={
-                **dict(sorted(step.hyperparameters.items())),
+                **{k: self.value(v) for k, v in sorted(step.hyperparameters.items())},
                 "sagemaker_program": step.entry_point,
                 "sagemaker_submit_directory": f"{TRAINING_CODE_DIR}/{self.spec.source_file}",
             },

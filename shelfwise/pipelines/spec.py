@@ -74,6 +74,9 @@ class Input:
     name: str
     source: Source
     local_path: str
+    #: Locally, nothing at the source is no error (the wheelhouse: a deployment stages it, this machine has the
+    #: packages installed).
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,14 +111,16 @@ class TrainingStep:
     name: str
     entry_point: str  # file name at the root of the source tarball
     channels: tuple[Input, ...]  # local_path is the channel's container folder
-    hyperparameters: Mapping[str, str]
+    #: Strings, or a (string) pipeline parameter that an execution may override.
+    hyperparameters: Mapping[str, str | ParamRef]
     output_path: S3Uri
 
 
 @dataclass(frozen=True)
 class RegisterStep:
     name: str
-    model: ModelArtifacts
+    #: A training step's artifact, or a `model.tar.gz` a processing step wrote (a model packaged with its selection).
+    model: ModelArtifacts | S3Uri
     group: str
     approval_status: ParamRef
     metrics_uri: S3Uri  # evaluation.json
@@ -169,6 +174,8 @@ class PipelineConfig:
     source_file: str = "sourcedir.tar.gz"
     #: The key that encrypts job volumes and outputs (None: the account's default keys, as locally).
     kms_key_arn: str | None = None
+    #: The S3 URI of the staged wheelhouse (a zip of wheels) for pipelines that need packages beyond their image.
+    wheelhouse_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,8 @@ class PipelineSpec:
     gate: Gate | None = None
     instance_types: Mapping[str, ParamRef] = field(default_factory=dict)  # "processing" / "training"
     kms_key_arn: str | None = None
+    #: The image's Python (`py313`) for frameworks that publish one image per Python version (pytorch).
+    py_version: str | None = None
 
     def parameter_defaults(self) -> dict[str, float | str]:
         return {p.name: p.default for p in self.parameters}

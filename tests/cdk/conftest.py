@@ -26,7 +26,16 @@ TEST_CONTEXT: dict[str, Any] = {
     "shelfwise:region": "eu-west-1",
     "aws:cdk:bundling-stacks": [],
 }
-STACKS = ("Platform", "DataLake", "OnlineStore", "FeatureJobs", "ChurnPipelines", "Api", "Orchestration")
+STACKS = (
+    "Platform",
+    "DataLake",
+    "OnlineStore",
+    "FeatureJobs",
+    "ChurnPipelines",
+    "DemandPipelines",
+    "Api",
+    "Orchestration",
+)
 
 
 @dataclass(frozen=True)

@@ -235,10 +235,24 @@ def test_training_and_scoring_pipelines_are_the_library_definitions(templates: d
     assert "s3://shelfwise-ci-lake-<ref>-eu-west-1/features/churn/training/" in body
 
 
+def test_the_demand_pipelines_get_the_staged_wheelhouse_and_read_it(templates: dict[str, dict[str, Any]]) -> None:
+    template = templates["DemandPipelines"]
+    bodies = pipeline_bodies(template)
+    assert set(bodies) == {"shelfwise-ci-demand", "shelfwise-ci-demand-score"}
+    for body in bodies.values():
+        (wheelhouse,) = [p for p in body["Parameters"] if p["Name"] == "WheelhouseUri"]
+        assert wheelhouse["DefaultValue"].startswith("s3://")
+        assert wheelhouse["DefaultValue"].endswith(".zip")
+    allowed = grants(template, "ExecutionRole")
+    assets = {r for r in allowed["s3:GetObject"] if "cdk" in r or "<ref>" in r}
+    assert assets  # the code and the wheelhouse assets
+
+
+@pytest.mark.parametrize("stack", ["ChurnPipelines", "DemandPipelines"])
 def test_training_runs_network_isolated_and_jobs_encrypt_with_the_lake_key(
-    templates: dict[str, dict[str, Any]],
+    templates: dict[str, dict[str, Any]], stack: str
 ) -> None:
-    for body in pipeline_bodies(templates["ChurnPipelines"]).values():
+    for body in pipeline_bodies(templates[stack]).values():
         for step in body["Steps"]:
             arguments = step.get("Arguments", {})
             if step["Type"] == "Training":
@@ -250,11 +264,14 @@ def test_training_runs_network_isolated_and_jobs_encrypt_with_the_lake_key(
                 assert arguments["ProcessingOutputConfig"]["KmsKeyId"] == "<ref>"
 
 
-def test_the_pipeline_role_registers_models_but_cannot_approve_them(templates: dict[str, dict[str, Any]]) -> None:
-    allowed = grants(templates["ChurnPipelines"], "ExecutionRole")
+@pytest.mark.parametrize("stack", ["ChurnPipelines", "DemandPipelines"])
+def test_the_pipeline_role_registers_models_but_cannot_approve_them(
+    templates: dict[str, dict[str, Any]], stack: str
+) -> None:
+    allowed = grants(templates[stack], "ExecutionRole")
     assert "sagemaker:CreateModelPackage" in allowed
     assert not {a for a in allowed if a in ("sagemaker:UpdateModelPackage", "sagemaker:*") or a.endswith(":*")}
-    (pass_role,) = [s for s in statements(templates["ChurnPipelines"]) if s["Action"] == "iam:PassRole"]
+    (pass_role,) = [s for s in statements(templates[stack]) if s["Action"] == "iam:PassRole"]
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
@@ -383,6 +400,7 @@ def test_destroy_keeps_exactly_the_data_keys_and_audit_records(templates: dict[s
             ("Api", "AWS::IAM::Role"),
             ("Api", "AWS::Logs::LogGroup"),  # access logs
             ("ChurnPipelines", "AWS::SageMaker::ModelPackageGroup"),
+            ("DemandPipelines", "AWS::SageMaker::ModelPackageGroup"),
             ("DataLake", "AWS::KMS::Key"),
             ("DataLake", "AWS::S3::Bucket"),  # the lake
             ("DataLake", "AWS::S3::Bucket"),  # its access logs

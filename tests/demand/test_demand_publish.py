@@ -13,24 +13,27 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shelfwise import online_store
-from shelfwise.demand.forecast_records import CUMULATIVE_LEVELS, ForecastRecord, forecast_records
-from shelfwise.demand.publish import (
+from shelfwise.demand.forecast_records import CUMULATIVE_LEVELS, ForecastRecord, forecast_records, pack_rows
+from shelfwise.demand.keys import (
     AGGREGATE_ENTITY,
     ENTITY,
     FEATURE_SET_VERSION,
     LEVELS,
     MAX_ID_CHARS,
     SORT_KEY,
-    AggregateRecord,
-    MalformedRecordError,
-    aggregate_from_item,
+    MalformedIdError,
     aggregate_id,
-    aggregate_item,
-    forecast_from_item,
-    forecast_item,
     parse_aggregate_id,
     parse_series_id,
     series_id,
+)
+from shelfwise.demand.publish import (
+    AggregateRecord,
+    MalformedRecordError,
+    aggregate_from_item,
+    aggregate_item,
+    forecast_from_item,
+    forecast_item,
 )
 
 ids = st.text(min_size=1, max_size=MAX_ID_CHARS)
@@ -107,7 +110,7 @@ def test_series_id_refuses_empty_and_overlong_ids(store_id: str, sku: str) -> No
     "entity_id", ["CA_1#X", "04:CA_1#X", "+4:CA_1#X", "٤:CA_1#X", "5:CA_1#X", "4:CA_1X", "4:CA_1#", ""]
 )
 def test_only_ids_series_id_writes_parse(entity_id: str) -> None:
-    with pytest.raises(MalformedRecordError):
+    with pytest.raises(MalformedIdError):
         parse_series_id(entity_id)
 
 
@@ -125,7 +128,7 @@ def test_the_total_has_no_key_and_every_other_level_one() -> None:
     with pytest.raises(ValueError, match="needs a key"):
         aggregate_id("region", None)
     for malformed in ("total#x", "region#", "planet#earth", "region"):
-        with pytest.raises(MalformedRecordError):
+        with pytest.raises(MalformedIdError):
             parse_aggregate_id(malformed)
 
 
@@ -152,13 +155,6 @@ def test_aggregates_are_stored_with_the_attributes_of_a_series() -> None:
     assert aggregate().attributes() == record().attributes()
 
 
-def test_records_carry_the_demand_feature_set_version() -> None:
-    pytest.importorskip("pyspark")
-    from shelfwise.demand.demand_features import FEATURE_SET_VERSION as FEATURES_VERSION
-
-    assert FEATURE_SET_VERSION == FEATURES_VERSION
-
-
 def spoiled(change: dict[str, Any]) -> online_store.StoredItem:
     stored = read_back(forecast_item(record()))
     return dataclasses.replace(stored, attributes=stored.attributes | change)
@@ -171,8 +167,10 @@ def spoiled(change: dict[str, Any]) -> online_store.StoredItem:
         ({"mean": []}, "mean"),
         ({"mean": [True] * 28}, "mean"),
         ({"quantiles": {"p50": [1.0] * 28}}, "quantiles"),
-        ({"cumulative": [[1.0] * 28] * (len(CUMULATIVE_LEVELS) - 1)}, "cumulative"),
-        ({"cumulative": [[1.0] * 27] * len(CUMULATIVE_LEVELS)}, "cumulative[0]"),
+        ({"cumulative": pack_rows([[1.0] * 28] * (len(CUMULATIVE_LEVELS) - 1))}, "cumulative"),
+        ({"cumulative": pack_rows([[1.0] * 27] * len(CUMULATIVE_LEVELS))}, "cumulative[0]"),
+        ({"cumulative": "[[1.0, 2.0"}, "cumulative"),
+        ({"cumulative": [[1.0] * 28] * len(CUMULATIVE_LEVELS)}, "cumulative"),  # stored as one text
         ({"cold_start": None}, "cold_start"),
         ({"model_version": ""}, "model_version"),
     ],
@@ -192,3 +190,65 @@ def test_an_item_without_an_attribute_or_with_a_bad_date_is_refused() -> None:
         forecast_from_item(dataclasses.replace(stored, attributes=attributes))
     with pytest.raises(MalformedRecordError, match="as_of"):
         forecast_from_item(dataclasses.replace(stored, as_of="soon"))
+
+
+# -- the batch forecast's lines ------------------------------------------------------------------------------------
+
+
+class RecordingTable:
+    """The writer's calls: the turn always granted, every batch accepted, items kept by key."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def update_item(self, **_: Any) -> dict[str, Any]:
+        return {"Attributes": {}}
+
+    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803
+        for requests in RequestItems.values():
+            for request in requests:
+                item = request["PutRequest"]["Item"]
+                self.items[item["pk"]["S"]] = item
+        return {"UnprocessedItems": {}}
+
+
+def publish(lines: list[str]) -> tuple[Any, RecordingTable, list[Any]]:
+    from shelfwise.demand.publish import publish_lines
+
+    table, rejected = RecordingTable(), []
+    report = publish_lines(lines, table="online", client=table, on_reject=rejected.append)
+    return report, table, rejected
+
+
+def test_a_batch_forecasts_lines_become_the_items_the_api_reads() -> None:
+    import json
+
+    from shelfwise.demand.publish import online_line
+
+    lines = [json.dumps(online_line(record("S#1", "X", cold_start=True))), json.dumps(online_line(aggregate()))]
+    report, table, rejected = publish(lines)
+    assert (report.lines, report.written, report.cold_starts, report.rejected) == (2, 2, 1, 0)
+    assert rejected == []
+    assert set(table.items) == {f"{ENTITY}#{series_id('S#1', 'X')}", f"{AGGREGATE_ENTITY}#region#west"}
+
+
+def test_a_line_the_api_could_not_serve_is_rejected_naming_what_is_wrong() -> None:
+    import json
+
+    from shelfwise.demand.publish import online_line
+
+    good = online_line(record())
+    short = {**good, "mean": good["mean"][:5]}
+    other_version = {**good, "feature_set_version": "demand/0"}
+    bad_id = {**good, "id": "CA_1#FOODS"}
+    lines = [json.dumps(short), json.dumps(other_version), json.dumps(bad_id), "{not json", json.dumps(good)]
+    report, table, rejected = publish(lines)
+    assert (report.lines, report.written, report.rejected) == (5, 1, 4)
+    reasons = [r.reason for r in rejected]
+    assert "has 28 days, not 5" in reasons[0] or "days, not 5" in reasons[0]
+    assert "demand/0" in reasons[1]
+    assert "does not start with the store id's length" in reasons[2]
+    assert "not JSON" in reasons[3]
+    assert [r.line for r in rejected] == [1, 2, 3, 4]
+    assert rejected[0].key == good["id"]  # kept under the line's id for the quarantine record
+    assert report.reconciles

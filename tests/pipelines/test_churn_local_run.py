@@ -55,7 +55,8 @@ def load_features(lake: Lake, training: pd.DataFrame, serving: pd.DataFrame) -> 
         )
         lake.write_table(cold, f"features/churn/cold_start/cutoff={cutoff}")
     serving = serving.drop(columns=["cutoff"])
-    lake.write_table(pa.Table.from_pandas(serving, preserve_index=False), CHURN.serving_partition(SERVING))
+    (serving_key,) = CHURN.run_partition_keys(SERVING).values()
+    lake.write_table(pa.Table.from_pandas(serving, preserve_index=False), serving_key)
     customers = pa.table({"customer_id": [*serving["customer_id"], *NEVER_BOUGHT]})
     lake.write_table(customers, f"raw/customers/dt={SERVING}")
 
@@ -80,7 +81,7 @@ def test_model_without_signal_fails_the_gate_and_registers_nothing(aws: LocalAws
     assert packages(aws) == []
     assert list(lake.list("models/")) == []
     with pytest.raises(NoApprovedModelError):
-        score_with_newest_approved(lake, CHURN, CHURN.serving_partition(SERVING))
+        score_with_newest_approved(lake, CHURN, SERVING)
 
 
 def test_model_with_signal_is_registered_with_its_sha256_and_scores_everyone(aws: LocalAws, synthetic: Any) -> None:
@@ -110,7 +111,7 @@ def test_model_with_signal_is_registered_with_its_sha256_and_scores_everyone(aws
     assert approved.sha256 == sha256_of(archive) == run.metrics["artifact"]["sha256"]
     assert approved.metadata["feature_set_version"] == FEATURE_SET.qualified_version
 
-    scoring, used = score_with_newest_approved(lake, CHURN, CHURN.serving_partition(SERVING))
+    scoring, used = score_with_newest_approved(lake, CHURN, SERVING)
     assert scoring.status == "Succeeded", scoring.failure_reason
     assert used.arn == run.model_package_arn
     assert scoring.predictions_prefix == f"predictions/churn/{scoring.run_id}/"
@@ -142,7 +143,7 @@ def test_scoring_uses_the_newest_approved_model_not_the_pending_candidate(aws: L
     candidate = run_pipeline(lake, CHURN, params={"ModelApprovalStatus": "PendingManualApproval", "MinAuc": 0.5})
     assert (approved.status, candidate.status) == ("Succeeded", "Succeeded"), candidate.failure_reason
     assert len(packages(aws)) == 2
-    scoring, used = score_with_newest_approved(lake, CHURN, CHURN.serving_partition(SERVING))
+    scoring, used = score_with_newest_approved(lake, CHURN, SERVING)
     assert used.arn == approved.model_package_arn != candidate.model_package_arn
     assert scoring.status == "Succeeded", scoring.failure_reason
     predictions = lake.read_table(str(scoring.predictions_prefix)).to_pandas()

@@ -103,6 +103,46 @@ class PipLocalBundling:
             )
 
 
+@jsii.implements(ILocalBundling)
+class WheelhouseLocalBundling:
+    """`ILocalBundling` that downloads the wheels a requirements file pins (each one, no dependencies resolved: the
+    file lists the whole closure) for `python_version` on manylinux: a wheelhouse a SageMaker job installs offline."""
+
+    def __init__(self, *, requirements: Path, python_version: str, platform: str = "manylinux2014_x86_64") -> None:
+        self.requirements, self.python_version, self.platform = requirements, python_version, platform
+
+    def try_bundle(self, output_dir: str, options: BundlingOptions | None = None) -> bool:
+        result = subprocess.run(self.pip_command(Path(output_dir)), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BundlingError(
+                f"pip download -r {self.requirements} for python {self.python_version} failed "
+                f"(exit {result.returncode}):\n{result.stderr.strip()[-4000:]}"
+            )
+        return True
+
+    def pip_command(self, output_dir: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+            self.platform,
+            "--implementation",
+            "cp",
+            "--python-version",
+            self.python_version,
+            "--dest",
+            str(output_dir),
+            "-r",
+            str(self.requirements),
+        ]
+
+
 def remove_packages(site: Path, names: Sequence[str]) -> None:
     """Delete installed packages (their import folder and dist-info) from a pip `--target` folder."""
     for name in names:
@@ -126,7 +166,7 @@ def _has_requirements(path: Path) -> bool:
     return any(lines)
 
 
-def local_bundling_options(bundler: PipLocalBundling) -> BundlingOptions:
+def local_bundling_options(bundler: PipLocalBundling | WheelhouseLocalBundling) -> BundlingOptions:
     """BundlingOptions that never reach Docker: CDK requires an image, which local bundling leaves unused."""
     from aws_cdk import DockerImage
 

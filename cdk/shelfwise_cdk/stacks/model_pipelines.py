@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import ArnFormat, CfnOutput, RemovalPolicy, Stack, Token
+from aws_cdk import ArnFormat, AssetHashType, CfnOutput, RemovalPolicy, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
@@ -27,6 +27,7 @@ from shelfwise.config import Settings
 from shelfwise.domain import ModelPipeline
 from shelfwise.pipelines.spec import PipelineConfig
 from shelfwise_cdk.constructs.lake_access import grant_asset_read, grant_lake
+from shelfwise_cdk.constructs.local_bundling import WheelhouseLocalBundling, local_bundling_options
 from shelfwise_cdk.nag import acknowledge_wildcards
 from shelfwise_cdk.stacks.data_lake import LakeRef
 
@@ -74,6 +75,7 @@ class ModelPipelinesStack(Stack):
             raise FileNotFoundError(f"pipeline code {source_tarball} does not exist")
         code = s3_assets.Asset(self, "Code", path=str(source_tarball))
         grant_asset_read(self.role, code, "PipelineCode")
+        wheelhouse = self._wheelhouse(pipeline)
         config = PipelineConfig(
             pipeline_name=self.training_name,
             role_arn=role_arn,
@@ -83,6 +85,7 @@ class ModelPipelinesStack(Stack):
             source_uri=code.s3_object_url,
             source_file=code.s3_object_key.rsplit("/", 1)[-1],
             kms_key_arn=lake.key.key_arn,
+            wheelhouse_uri=wheelhouse.s3_object_url if wheelhouse is not None else None,
         )
         self.pipelines: dict[str, sagemaker.CfnPipeline] = {}
         for kind, name, build in (
@@ -105,6 +108,28 @@ class ModelPipelinesStack(Stack):
         CfnOutput(self, "TrainingPipelineName", value=self.training_name)
         CfnOutput(self, "ScoringPipelineName", value=self.scoring_name)
         CfnOutput(self, "ModelPackageGroupName", value=self.model_package_group_name)
+
+    def _wheelhouse(self, pipeline: ModelPipeline) -> s3_assets.Asset | None:
+        """The wheels of the pipeline's pinned requirements for its image's Python, one zip the steps install from
+        (built by `pip download` at synth: no Docker, and no network in the jobs)."""
+        if pipeline.requirements is None:
+            return None
+        python = pipeline.training(_SPEC_PROBE).py_version
+        if python is None:
+            raise ValueError(f"pipeline {pipeline.name} has requirements but its image names no Python version")
+        version = f"{python[2]}.{python[3:]}"  # py313 -> 3.13
+        folder = pipeline.requirements.parent
+        bundler = WheelhouseLocalBundling(requirements=pipeline.requirements, python_version=version)
+        asset = s3_assets.Asset(
+            self,
+            "Wheelhouse",
+            path=str(folder),
+            asset_hash_type=AssetHashType.SOURCE,
+            exclude=["*", f"!{pipeline.requirements.name}"],
+            bundling=local_bundling_options(bundler),
+        )
+        grant_asset_read(self.role, asset, "PipelineWheelhouse")
+        return asset
 
     def pipeline_arn(self, name: str) -> str:
         return self.format_arn(service="sagemaker", resource="pipeline", resource_name=name)
@@ -199,6 +224,8 @@ class ModelPipelinesStack(Stack):
         return self.format_arn(service="sagemaker", resource=resource, resource_name=name)
 
 
+#: A configuration to build a spec with when only its constant parts are read (the image's Python).
+_SPEC_PROBE = PipelineConfig("probe", "arn:aws:iam::000000000000:role/probe", "us-east-1", "probe", "probe", "s3://p/s")
 #: Marks the stand-ins for tokens; none may survive into a definition.
 _PLACEHOLDER = "shelfwise-placeholder"
 _PLACEHOLDER_ACCOUNT = "000000000000"
@@ -232,6 +259,7 @@ def definition_with_tokens(render: Renderer, build: Callable[[PipelineConfig], A
         kms_key_arn=stand_in(
             config.kms_key_arn, f"arn:aws:kms:us-east-1:{_PLACEHOLDER_ACCOUNT}:key/{_PLACEHOLDER}-key"
         ),
+        wheelhouse_uri=stand_in(config.wheelhouse_uri, f"s3://{_PLACEHOLDER}-wheels/wheelhouse.zip"),
     )
     body = render(build(plain))
     for placeholder in sorted(swaps, key=len, reverse=True):

@@ -1,0 +1,154 @@
+"""Processing step: the batch forecast of every active store x SKU with the approved demand model it is given.
+
+The model archive is checked against the sha256 recorded at its registration, and its manifest against the running
+versions of gluonts, torch and pandas (`shelfwise.demand.model_store`: a mismatch fails naming them) and the
+features' feature-set version. The features must be one `as_of` (the partitions the day's feature job wrote).
+
+Active: on sale on the last day of the history (a SKU off sale is not forecast). A series with less than four weeks
+of history is a cold start: its forecast is DeepAR's (a global model that knows the SKU's category, department,
+price tier, store and age) whichever forecaster was selected, and it says `cold_start: true`.
+
+Writes `forecasts.parquet` (store_id, sku, date, mean, p05 .. p95, cold_start, model_version, as_of: the 28 days
+from as_of) and `online_records.jsonl` (what the online store holds: one line per series and per sum, see
+`shelfwise.demand.publish.online_line`). Rows the features cannot use go to `quarantine/` with a reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prepare import AS_OF, PAIR, VERSION_COLUMN, daily_reasons, one_as_of, read_features
+from step_io import install_wheelhouse, sha256_of, write_parquet
+
+BASE = Path("/opt/ml/processing")
+ONLINE_RECORDS = "online_records.jsonl"
+#: Weeks of history below which a series is a cold start.
+COLD_START_DAYS = 28
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-dir", type=Path, default=BASE / "model", help="holds model.tar.gz")
+    parser.add_argument("--model-sha256", default="", help="the sha256 recorded when the package was registered")
+    parser.add_argument("--model-package", default="", help="the package's ARN, recorded with the forecasts")
+    parser.add_argument("--daily-dir", type=Path, default=BASE / "input" / "daily")
+    parser.add_argument("--static-dir", type=Path, default=BASE / "input" / "static")
+    parser.add_argument("--wheels-dir", type=Path, default=BASE / "input" / "wheels")
+    parser.add_argument("--predictions-dir", type=Path, default=BASE / "predictions")
+    parser.add_argument("--quarantine-dir", type=Path, default=BASE / "quarantine")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--daily-partition", default="", help="the S3 URI of the daily features' partition")
+    return parser.parse_args(argv)
+
+
+def verified_model(model_dir: Path, expected_sha256: str, work: Path) -> Path:
+    """The model archive unpacked into `work`, after checking its bytes are the registered ones."""
+    archives = sorted(model_dir.rglob("*.tar.gz"))
+    if len(archives) != 1:
+        raise SystemExit(f"expected one model archive in {model_dir}, found {[a.name for a in archives]}")
+    if not expected_sha256:
+        raise SystemExit("--model-sha256 is required: the sha256 recorded when the model package was registered")
+    actual = sha256_of(archives[0])
+    if actual != expected_sha256:
+        raise SystemExit(f"model archive sha256 {actual} differs from the registered {expected_sha256}")
+    work.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archives[0], "r:gz") as tar:
+        tar.extractall(work, filter="data")
+    return work
+
+
+def forecast_frame(keys: pd.DataFrame, paths: np.ndarray, first_day: dt.date, cold: np.ndarray) -> pd.DataFrame:
+    """One row per series and day: mean and the daily quantiles."""
+    from shelfwise.demand.forecast_records import DAILY_QUANTILES, quantile_name
+
+    n, _, horizon = paths.shape
+    levels = np.quantile(np.maximum(paths, 0.0), DAILY_QUANTILES, axis=1)  # (quantile, series, day)
+    frame = pd.DataFrame(
+        {
+            "store_id": np.repeat(keys["store_id"].astype(str).to_numpy(), horizon),
+            "sku": np.repeat(keys["sku"].astype(str).to_numpy(), horizon),
+            "date": np.tile(pd.date_range(first_day, periods=horizon, freq="D").date, n),
+            "mean": np.maximum(paths, 0.0).mean(axis=1).reshape(-1),
+            **{quantile_name(q): level.reshape(-1) for q, level in zip(DAILY_QUANTILES, levels, strict=True)},
+            "cold_start": np.repeat(cold, horizon),
+        }
+    )
+    return frame
+
+
+def main(argv: list[str]) -> str:
+    args = parse_args(argv)
+    install_wheelhouse(args.wheels_dir)
+    from shelfwise.demand import model_store
+    from shelfwise.demand.batch_forecast import aggregate_records, series_records
+    from shelfwise.demand.keys import FEATURE_SET_VERSION
+    from shelfwise.demand.models import deepar_paths, forecast_paths
+    from shelfwise.demand.publish import online_line
+    from shelfwise.demand.series import build_panel
+
+    work = args.predictions_dir.parent / "forecast-work"
+    model_dir = verified_model(args.model_dir, args.model_sha256, work / "model")
+    manifest = model_store.load_manifest(model_dir)
+    if manifest.feature_set_version != FEATURE_SET_VERSION:
+        raise SystemExit(
+            f"the model was trained on feature-set version {manifest.feature_set_version}; "
+            f"this code reads {FEATURE_SET_VERSION}"
+        )
+    daily = read_features(args.daily_dir, args.daily_partition)
+    static = read_features(args.static_dir, args.daily_partition)
+    as_of = dt.date.fromisoformat(one_as_of([daily, static], FEATURE_SET_VERSION))
+    static = static.drop_duplicates(PAIR).dropna(subset=PAIR)
+    static[PAIR] = static[PAIR].astype(str)
+    reasons = daily_reasons(daily, pd.MultiIndex.from_frame(static[PAIR]))
+    if (reasons != "").any():
+        write_parquet(
+            daily[reasons != ""].assign(reason=reasons[reasons != ""]).astype(str), args.quarantine_dir / "rows.parquet"
+        )
+    daily = daily[reasons == ""].copy()
+    daily[PAIR] = daily[PAIR].astype(str)
+    panel = build_panel(daily, static.drop(columns=[AS_OF, VERSION_COLUMN], errors="ignore"))
+    if panel.end != as_of:
+        print(f"note: the history ends {panel.end - dt.timedelta(days=1)}, forecasts start on it + 1 day", flush=True)
+
+    active = np.isfinite(panel.units[:, -1])
+    panel = panel.select(active)
+    history_days = panel.n_days - panel.start_index
+    cold = history_days < COLD_START_DAYS
+    deepar = model_store.load_predictor(model_dir, model_store.FINAL_PREDICTOR)
+    paths = np.zeros((len(panel.keys), manifest.n_paths, manifest.horizon), dtype=np.float32)
+    if (~cold).any():
+        paths[~cold] = forecast_paths(manifest.forecaster, panel.select(~cold), deepar, manifest.n_paths, args.seed)
+    if cold.any():
+        paths[cold] = deepar_paths(deepar[0], deepar[1], panel.select(cold), manifest.n_paths, args.seed)
+
+    first_day = panel.end
+    args.predictions_dir.mkdir(parents=True, exist_ok=True)
+    frame = forecast_frame(panel.keys, paths, first_day, cold).assign(
+        model_version=manifest.model_version, as_of=as_of.isoformat()
+    )
+    write_parquet(frame, args.predictions_dir / "forecasts.parquet")
+    lines = 0
+    with (args.predictions_dir / ONLINE_RECORDS).open("w", encoding="utf-8") as online:
+        records = itertools.chain(  # streamed: a record is 3,000 numbers, a run 10,000s of records
+            series_records(panel.keys, paths, first_day, manifest.model_version, cold),
+            aggregate_records(panel.keys, paths, panel.units, first_day, manifest.model_version, cold, args.seed),
+        )
+        for record in records:
+            online.write(json.dumps(online_line(record), separators=(",", ":")) + "\n")
+            lines += 1
+    return (
+        f"forecast {len(panel.keys):,} series ({int(cold.sum()):,} cold starts) with {manifest.forecaster} "
+        f"{manifest.model_version}: {lines:,} online records"
+    )
+
+
+if __name__ == "__main__":
+    print(main(sys.argv[1:]))

@@ -1,0 +1,107 @@
+"""A demand model as a folder (the inside of `model.tar.gz`): which forecaster serves, its trained parts, and the
+versions of the libraries it was trained with.
+
+    model.json       the manifest (`ModelManifest`): forecaster, versions, settings, feature-set version
+    deepar/          the DeepAR predictor trained on all of the history (GluonTS `serialize`), when one was trained
+    backtest/        the DeepAR predictor trained before the first backtest window (evaluation only)
+    static_codes.json  the integer codes of the static attributes both predictors were trained with
+
+GluonTS predictors do not load reliably across versions of gluonts, torch and pandas, so `load_manifest` refuses a
+model trained under other versions than the running ones, naming each: better a clear failure at the start of the
+batch forecast than forecasts from a half-restored network.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shelfwise.demand.models import StaticCodes
+
+if TYPE_CHECKING:
+    from gluonts.torch.model.predictor import PyTorchPredictor
+
+MANIFEST = "model.json"
+CODES = "static_codes.json"
+FINAL_PREDICTOR = "deepar"
+BACKTEST_PREDICTOR = "backtest"
+#: The libraries whose versions a serialized GluonTS predictor depends on.
+PINNED_LIBRARIES: tuple[str, ...] = ("gluonts", "torch", "pandas")
+#: The forecasters a model can serve (`shelfwise.demand.backtest.CANDIDATES`).
+FORECASTERS: tuple[str, ...] = ("deepar", "autoets", "seasonal_naive", "npts", "deepar+autoets")
+
+
+class ModelVersionMismatchError(RuntimeError):
+    """The model was trained with other versions of gluonts, torch or pandas than the running ones."""
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    forecaster: str
+    model_version: str
+    feature_set_version: str
+    versions: dict[str, str]
+    horizon: int
+    n_paths: int
+    #: The day after the last day the final predictor learned from.
+    trained_until: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def installed_versions() -> dict[str, str]:
+    """The running versions of the libraries a predictor depends on (local builds' `+cpu` suffix left out)."""
+    return {name: metadata.version(name).split("+", 1)[0] for name in PINNED_LIBRARIES}
+
+
+def check_versions(recorded: dict[str, str], running: dict[str, str] | None = None) -> None:
+    """Raise ModelVersionMismatchError naming every library whose version differs."""
+    running = running or installed_versions()
+    differ = [
+        f"{name} {recorded.get(name)} (running {running[name]})"
+        for name in running
+        if recorded.get(name) != running[name]
+    ]
+    if differ:
+        raise ModelVersionMismatchError(
+            "the demand model was trained with " + ", ".join(differ) + "; serialized GluonTS predictors do not load "
+            "across versions: forecast with the versions it was trained with, or train it again"
+        )
+
+
+def write_manifest(model_dir: Path, manifest: ModelManifest) -> None:
+    if manifest.forecaster not in FORECASTERS:
+        raise ValueError(f"forecaster must be one of {', '.join(FORECASTERS)}, got {manifest.forecaster!r}")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+
+
+def load_manifest(model_dir: Path, running: dict[str, str] | None = None) -> ModelManifest:
+    """The manifest, after checking the model was trained with the running library versions."""
+    path = model_dir / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir} holds no {MANIFEST}: not a demand model")
+    manifest = ModelManifest(**json.loads(path.read_text(encoding="utf-8")))
+    check_versions(manifest.versions, running)
+    return manifest
+
+
+def save_predictor(model_dir: Path, name: str, predictor: PyTorchPredictor, codes: StaticCodes) -> None:
+    target = model_dir / name
+    target.mkdir(parents=True, exist_ok=True)
+    predictor.serialize(target)
+    (model_dir / CODES).write_text(json.dumps(codes.values, sort_keys=True), encoding="utf-8")
+
+
+def load_predictor(model_dir: Path, name: str) -> tuple[PyTorchPredictor, StaticCodes]:
+    """A predictor and the static codes it was trained with; call `load_manifest` first (it checks versions)."""
+    from gluonts.model.predictor import Predictor
+
+    codes = json.loads((model_dir / CODES).read_text(encoding="utf-8"))
+    predictor = Predictor.deserialize(model_dir / name)
+    return predictor, StaticCodes({k: tuple(v) for k, v in codes.items()})

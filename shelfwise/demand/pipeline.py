@@ -1,0 +1,245 @@
+"""The demand pipelines, described without the SageMaker SDK (the pattern of `shelfwise.churn.pipeline`).
+
+Training: prepare (the day's daily and static demand features -> a validated panel, bad rows quarantined) -> train
+(DeepAR twice: before the first backtest window, for evaluation, and on all of the history, for forecasting) ->
+evaluate (every candidate on the same rolling windows, per hierarchy level; the best by wQL is selected and packaged
+with the trained networks) -> gate (the selected forecaster beats seasonal naive by `MinImprovementOverSeasonalNaive`
+in every window) -> register (group `demand`, PendingManualApproval in AWS).
+Scoring: the batch forecast of every active store x SKU with the given approved package, and the forecasts of the
+sums the API serves.
+
+Every step runs on the SageMaker PyTorch CPU image, which has torch; GluonTS, statsforecast and the rest come from a
+wheelhouse of the pinned requirements (`sagemaker/demand/requirements.txt`) that the deployment stages as a channel.
+"""
+
+from __future__ import annotations
+
+from shelfwise.pipelines.spec import (
+    AtLeast,
+    EvaluationValue,
+    ExecutionId,
+    Gate,
+    Input,
+    ModelArtifacts,
+    Output,
+    Parameter,
+    ParamRef,
+    PipelineConfig,
+    PipelineSpec,
+    ProcessingStep,
+    PropertyFile,
+    RegisterStep,
+    S3Uri,
+    StepOutput,
+    TrainingStep,
+)
+
+PREPARE, TRAIN, EVALUATE, GATE = "PrepareDemandData", "TrainDemandModel", "EvaluateDemandModel", "DemandModelGate"
+REGISTER, FAIL, FORECAST = "RegisterDemandModel", "DemandModelRejected", "BatchForecastDemand"
+
+MIN_IMPROVEMENT, APPROVAL = "MinImprovementOverSeasonalNaive", "ModelApprovalStatus"
+DAILY_FEATURES, STATIC_FEATURES, WHEELHOUSE = "DailyFeaturesUri", "StaticFeaturesUri", "WheelhouseUri"
+EPOCHS, CANDIDATES, BACKTEST_SERIES = "Epochs", "Candidates", "BacktestSeries"
+#: Every forecaster the evaluation may select (`shelfwise.demand.backtest.CANDIDATES`).
+ALL_CANDIDATES = "deepar,autoets,seasonal_naive,npts,deepar+autoets"
+MODEL_URI, MODEL_SHA256, MODEL_PACKAGE = "ModelUri", "ModelSha256", "ModelPackageArn"
+PROCESSING_INSTANCE, TRAINING_INSTANCE = "ProcessingInstanceType", "TrainingInstanceType"
+
+#: The SageMaker PyTorch image (CPU): torch 2.10, the oldest GluonTS 0.17 accepts, on Python 3.13.
+PYTORCH_VERSION, PYTHON_VERSION = "2.10.0", "py313"
+EVALUATION_FILE = "evaluation.json"
+PROCESSING = "/opt/ml/processing"
+RUNS_PREFIX = "pipelines/demand"
+PREDICTIONS_PREFIX = "predictions/demand/"
+DAILY_PREFIX, STATIC_PREFIX = "features/demand/daily/", "features/demand/static/"
+WHEELHOUSE_PREFIX = "code/demand/wheelhouse/"
+#: Customer metadata of a registered package, as the evaluation step measured it.
+REGISTERED_METADATA = {
+    "artifact_sha256": "artifact.sha256",
+    "model_version": "model_version",
+    "feature_set_version": "feature_set_version",
+    "forecaster": "selected",
+}
+
+
+def _run_uri(bucket: str, *parts: str) -> S3Uri:
+    return S3Uri((bucket, *RUNS_PREFIX.split("/"), ExecutionId(), *parts))
+
+
+def _quarantine(cfg: PipelineConfig, step: str) -> Output:
+    return Output("quarantine", S3Uri((cfg.bucket, "quarantine", step, ExecutionId())), f"{PROCESSING}/quarantine")
+
+
+def _wheels() -> Input:
+    return Input("wheels", ParamRef(WHEELHOUSE), f"{PROCESSING}/input/wheels", optional=True)
+
+
+def _prepare_step(cfg: PipelineConfig) -> ProcessingStep:
+    return ProcessingStep(
+        name=PREPARE,
+        script="prepare.py",
+        inputs=(
+            Input("daily", ParamRef(DAILY_FEATURES), f"{PROCESSING}/input/daily"),
+            Input("static", ParamRef(STATIC_FEATURES), f"{PROCESSING}/input/static"),
+            _wheels(),
+        ),
+        outputs=(
+            Output("panel", _run_uri(cfg.bucket, "prepare", "panel"), f"{PROCESSING}/panel"),
+            _quarantine(cfg, "demand-prepare"),
+        ),
+        # The partition's files do not carry their date; its URI does.
+        arguments=("--daily-partition", ParamRef(DAILY_FEATURES)),
+    )
+
+
+def _train_step(cfg: PipelineConfig) -> TrainingStep:
+    return TrainingStep(
+        name=TRAIN,
+        entry_point="train.py",
+        channels=(
+            Input("panel", StepOutput(PREPARE, "panel"), "/opt/ml/input/data/panel"),
+            Input("wheels", ParamRef(WHEELHOUSE), "/opt/ml/input/data/wheels", optional=True),
+        ),
+        hyperparameters={"seed": "0", "epochs": ParamRef(EPOCHS)},
+        output_path=S3Uri((cfg.bucket, "models", "demand")),
+    )
+
+
+def _evaluate_step(cfg: PipelineConfig) -> ProcessingStep:
+    return ProcessingStep(
+        name=EVALUATE,
+        script="evaluate.py",
+        inputs=(
+            Input("model", ModelArtifacts(TRAIN), f"{PROCESSING}/model"),
+            Input("panel", StepOutput(PREPARE, "panel"), f"{PROCESSING}/panel"),
+            _wheels(),
+        ),
+        outputs=(
+            Output("evaluation", _run_uri(cfg.bucket, "evaluation"), f"{PROCESSING}/evaluation"),
+            # The trained networks with the selection: what is registered, and what the batch forecast serves.
+            Output("package", _run_uri(cfg.bucket, "package"), f"{PROCESSING}/package"),
+        ),
+        property_file=PropertyFile("DemandEvaluation", "evaluation", EVALUATION_FILE),
+        arguments=("--candidates", ParamRef(CANDIDATES), "--sample-series", ParamRef(BACKTEST_SERIES)),
+    )
+
+
+def _register_step(cfg: PipelineConfig) -> RegisterStep:
+    return RegisterStep(
+        name=REGISTER,
+        model=_run_uri(cfg.bucket, "package", "model.tar.gz"),
+        group=cfg.model_package_group,
+        approval_status=ParamRef(APPROVAL),
+        metrics_uri=_run_uri(cfg.bucket, "evaluation", EVALUATION_FILE),
+        metadata={key: EvaluationValue(EVALUATE, path) for key, path in REGISTERED_METADATA.items()},
+        content_types=("application/json",),
+        response_types=("application/json",),
+    )
+
+
+def _gate(cfg: PipelineConfig) -> Gate:
+    worst = EvaluationValue(EVALUATE, "improvement_worst_window")
+    return Gate(
+        name=GATE,
+        conditions=(AtLeast(worst, ParamRef(MIN_IMPROVEMENT)),),
+        if_steps=(_register_step(cfg),),
+        fail_step=FAIL,
+        fail_message=(
+            "Demand model rejected: the selected forecaster",
+            EvaluationValue(EVALUATE, "selected"),
+            "must beat seasonal naive's store x SKU wQL by >= MinImprovementOverSeasonalNaive",
+            ParamRef(MIN_IMPROVEMENT),
+            "in every backtest window; improvement over the windows",
+            EvaluationValue(EVALUATE, "improvement_over_seasonal_naive"),
+            "in the worst window",
+            worst,
+        ),
+    )
+
+
+def _common(cfg: PipelineConfig) -> dict[str, object]:
+    return {
+        "name": cfg.pipeline_name,
+        "role_arn": cfg.role_arn,
+        "region": cfg.region,
+        "bucket": cfg.bucket,
+        "framework": "pytorch",
+        "framework_version": PYTORCH_VERSION,
+        "py_version": PYTHON_VERSION,
+        "source_uri": cfg.source_uri,
+        "source_file": cfg.source_file,
+        "kms_key_arn": cfg.kms_key_arn,
+    }
+
+
+def _feature_parameters(cfg: PipelineConfig) -> tuple[Parameter, ...]:
+    # The daily chain passes the partitions its feature job wrote; the scripts refuse more than one as_of.
+    return (
+        Parameter(DAILY_FEATURES, f"s3://{cfg.bucket}/{DAILY_PREFIX}"),
+        Parameter(STATIC_FEATURES, f"s3://{cfg.bucket}/{STATIC_PREFIX}"),
+        Parameter(WHEELHOUSE, cfg.wheelhouse_uri or f"s3://{cfg.bucket}/{WHEELHOUSE_PREFIX}"),
+    )
+
+
+def training_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
+    """prepare -> train -> evaluate -> gate -> register, SDK-free."""
+    return PipelineSpec(
+        parameters=(
+            Parameter(MIN_IMPROVEMENT, 0.10),
+            Parameter(APPROVAL, "PendingManualApproval"),
+            Parameter(EPOCHS, "20"),
+            # Which forecasters may be selected (every one is scored); and how many store x SKU series the slow
+            # baselines forecast in each window (the sums use every series).
+            Parameter(CANDIDATES, ALL_CANDIDATES),
+            Parameter(BACKTEST_SERIES, "300"),
+            *_feature_parameters(cfg),
+            Parameter(PROCESSING_INSTANCE, "ml.m5.2xlarge"),
+            Parameter(TRAINING_INSTANCE, "ml.m5.2xlarge"),
+        ),
+        steps=(_prepare_step(cfg), _train_step(cfg), _evaluate_step(cfg)),
+        gate=_gate(cfg),
+        instance_types={"processing": ParamRef(PROCESSING_INSTANCE), "training": ParamRef(TRAINING_INSTANCE)},
+        **_common(cfg),  # type: ignore[arg-type]
+    )
+
+
+def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
+    """Batch forecast: the given approved package on the given partitions, SDK-free."""
+    forecast = ProcessingStep(
+        name=FORECAST,
+        script="forecast.py",
+        inputs=(
+            Input("model", ParamRef(MODEL_URI), f"{PROCESSING}/model"),
+            Input("daily", ParamRef(DAILY_FEATURES), f"{PROCESSING}/input/daily"),
+            Input("static", ParamRef(STATIC_FEATURES), f"{PROCESSING}/input/static"),
+            _wheels(),
+        ),
+        outputs=(
+            Output(
+                "predictions",
+                S3Uri((cfg.bucket, *PREDICTIONS_PREFIX.strip("/").split("/"), ExecutionId())),
+                f"{PROCESSING}/predictions",
+            ),
+            _quarantine(cfg, "demand-forecast"),
+        ),
+        arguments=(
+            "--model-sha256",
+            ParamRef(MODEL_SHA256),
+            "--model-package",
+            ParamRef(MODEL_PACKAGE),
+            "--daily-partition",
+            ParamRef(DAILY_FEATURES),
+        ),
+    )
+    return PipelineSpec(
+        parameters=(
+            Parameter(MODEL_URI, f"s3://{cfg.bucket}/models/demand/"),
+            Parameter(MODEL_SHA256, ""),
+            Parameter(MODEL_PACKAGE, ""),
+            *_feature_parameters(cfg),
+            Parameter(PROCESSING_INSTANCE, "ml.m5.2xlarge"),
+        ),
+        steps=(forecast,),
+        instance_types={"processing": ParamRef(PROCESSING_INSTANCE)},
+        **_common(cfg),  # type: ignore[arg-type]
+    )
