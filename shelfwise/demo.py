@@ -189,7 +189,8 @@ def _domains(
             continue
         name = domain.name
         with timer.stage(f"{name}_training") as st:
-            params = options.training_params.get(name)
+            quick = dict(domain.demo.training_params) if domain.demo is not None else {}
+            params = {**quick, **options.training_params.get(name, {})}
             run = train_on_run_date(lake, domain.pipeline, str(result.run_date), params, progress=say)
             st.detail = run.status + (f", model {run.model_version} registered" if run.model_version else "")
             if run.failure_reason:

@@ -185,6 +185,8 @@ class DemoHooks:
 
     report: Callable[[Any, Path, Mapping[str, Any]], DemoReport]
     requests: Callable[[Any, str], list[DemoRequest]]
+    #: Training pipeline parameters the local run uses unless `-p` says otherwise (a quicker model on one machine).
+    training_params: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

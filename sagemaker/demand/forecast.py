@@ -23,15 +23,12 @@ import sys
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from prepare import AS_OF, PAIR, VERSION_COLUMN, daily_reasons, one_as_of, read_features
 from step_io import install_wheelhouse, sha256_of, write_parquet
 
 BASE = Path("/opt/ml/processing")
 ONLINE_RECORDS = "online_records.jsonl"
-#: Weeks of history below which a series is a cold start.
-COLD_START_DAYS = 28
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -65,32 +62,12 @@ def verified_model(model_dir: Path, expected_sha256: str, work: Path) -> Path:
     return work
 
 
-def forecast_frame(keys: pd.DataFrame, paths: np.ndarray, first_day: dt.date, cold: np.ndarray) -> pd.DataFrame:
-    """One row per series and day: mean and the daily quantiles."""
-    from shelfwise.demand.forecast_records import DAILY_QUANTILES, quantile_name
-
-    n, _, horizon = paths.shape
-    levels = np.quantile(np.maximum(paths, 0.0), DAILY_QUANTILES, axis=1)  # (quantile, series, day)
-    frame = pd.DataFrame(
-        {
-            "store_id": np.repeat(keys["store_id"].astype(str).to_numpy(), horizon),
-            "sku": np.repeat(keys["sku"].astype(str).to_numpy(), horizon),
-            "date": np.tile(pd.date_range(first_day, periods=horizon, freq="D").date, n),
-            "mean": np.maximum(paths, 0.0).mean(axis=1).reshape(-1),
-            **{quantile_name(q): level.reshape(-1) for q, level in zip(DAILY_QUANTILES, levels, strict=True)},
-            "cold_start": np.repeat(cold, horizon),
-        }
-    )
-    return frame
-
-
 def main(argv: list[str]) -> str:
     args = parse_args(argv)
     install_wheelhouse(args.wheels_dir)
     from shelfwise.demand import model_store
-    from shelfwise.demand.batch_forecast import aggregate_records, series_records
+    from shelfwise.demand.batch_forecast import aggregate_records, forecast_active, forecast_frame, series_records
     from shelfwise.demand.keys import FEATURE_SET_VERSION
-    from shelfwise.demand.models import deepar_paths, forecast_paths
     from shelfwise.demand.publish import online_line
     from shelfwise.demand.series import build_panel
 
@@ -118,17 +95,9 @@ def main(argv: list[str]) -> str:
     if panel.end != as_of:
         print(f"note: the history ends {panel.end - dt.timedelta(days=1)}, forecasts start on it + 1 day", flush=True)
 
-    active = np.isfinite(panel.units[:, -1])
-    panel = panel.select(active)
-    history_days = panel.n_days - panel.start_index
-    cold = history_days < COLD_START_DAYS
     deepar = model_store.load_predictor(model_dir, model_store.FINAL_PREDICTOR)
-    paths = np.zeros((len(panel.keys), manifest.n_paths, manifest.horizon), dtype=np.float32)
-    if (~cold).any():
-        paths[~cold] = forecast_paths(manifest.forecaster, panel.select(~cold), deepar, manifest.n_paths, args.seed)
-    if cold.any():
-        paths[cold] = deepar_paths(deepar[0], deepar[1], panel.select(cold), manifest.n_paths, args.seed)
-
+    batch = forecast_active(panel, manifest.forecaster, deepar, manifest.n_paths, args.seed)
+    panel, paths, cold = batch.panel, batch.paths, batch.cold_start
     first_day = panel.end
     args.predictions_dir.mkdir(parents=True, exist_ok=True)
     frame = forecast_frame(panel.keys, paths, first_day, cold).assign(

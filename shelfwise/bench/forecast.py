@@ -197,6 +197,13 @@ def command(
     sample_series: Annotated[int, typer.Option(help="Store x SKU series scored by every model.")] = 300,
     epochs: Annotated[int, typer.Option(help="DeepAR training epochs.")] = 20,
     seed: Annotated[int, typer.Option()] = 0,
+    forecast_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Then train on all of the history and write the next 28 days of every series on sale to this CSV "
+            "(store_id, sku, date, mean, p05 .. p95) with the forecaster the backtest found best."
+        ),
+    ] = None,
 ) -> None:
     """wQL, MASE, RMSSE, interval coverage and bias of DeepAR and the classic forecasters, per hierarchy level."""
     from shelfwise.config import settings
@@ -226,3 +233,22 @@ def command(
         console.print(inventory_table(result))
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
     console.print(key_line(result), soft_wrap=True)
+    if forecast_out is not None:
+        best = min(CANDIDATES, key=lambda m: result.mean("sales", BOTTOM, m, "wql"))
+        with console.status(f"{_NAMES[best]} on all of the history"):
+            rows = write_forecasts(panel, best, DeepARSettings(epochs=epochs, seed=seed), work, forecast_out, seed)
+        console.print(f"{rows:,} rows ({_NAMES[best]}, the next 28 days of every series on sale) -> {forecast_out}")
+
+
+def write_forecasts(
+    panel: DemandPanel, forecaster: str, settings: DeepARSettings, work: Path, out: Path, seed: int
+) -> int:
+    """The next 28 days of every series on sale on the panel's last day, as the batch forecast computes them."""
+    from shelfwise.demand.batch_forecast import forecast_active, forecast_frame
+    from shelfwise.demand.models import train_deepar
+
+    batch = forecast_active(panel, forecaster, train_deepar(panel, settings, work / "all-history"), 200, seed)
+    frame = forecast_frame(batch.panel.keys, batch.paths, panel.end, batch.cold_start).drop(columns=["cold_start"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False, float_format="%.3f")
+    return len(frame)

@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from shelfwise.demand.aggregation import schaake_shuffle, schaake_template, sum_by_group
-from shelfwise.demand.forecast_records import ForecastRecord, forecast_records
+from shelfwise.demand.forecast_records import DAILY_QUANTILES, ForecastRecord, forecast_records, quantile_name
 from shelfwise.demand.keys import TOTAL, AggregateLevel
+from shelfwise.demand.models import HORIZON, StaticCodes, deepar_paths, forecast_paths
 from shelfwise.demand.publish import AggregateRecord
+from shelfwise.demand.series import DemandPanel
+
+#: Days of history below which a series is a cold start.
+COLD_START_DAYS = 28
 
 #: Each level of sums and the static column that names its groups (none: the total).
 LEVEL_COLUMNS: dict[AggregateLevel, str | None] = {
@@ -28,6 +35,30 @@ LEVEL_COLUMNS: dict[AggregateLevel, str | None] = {
     "department": "department",
     TOTAL: None,
 }
+
+
+@dataclass(frozen=True)
+class BatchForecast:
+    """Sample paths of the `HORIZON` days after the panel's end for every series on sale on its last day."""
+
+    panel: DemandPanel
+    paths: np.ndarray
+    cold_start: np.ndarray
+
+
+def forecast_active(
+    panel: DemandPanel, forecaster: str, deepar: tuple[Any, StaticCodes], n_paths: int, seed: int = 0
+) -> BatchForecast:
+    """Every series on sale on the last day (a SKU off sale is not forecast) with `forecaster`; a cold start (less
+    than `COLD_START_DAYS` of history) with DeepAR, a global model that knows the SKU's attributes and age."""
+    active = panel.select(np.isfinite(panel.units[:, -1]))
+    cold = (active.n_days - active.start_index) < COLD_START_DAYS
+    paths = np.zeros((len(active.keys), n_paths, HORIZON), dtype=np.float32)
+    if (~cold).any():
+        paths[~cold] = forecast_paths(forecaster, active.select(~cold), deepar, n_paths, seed)
+    if cold.any():
+        paths[cold] = deepar_paths(deepar[0], deepar[1], active.select(cold), n_paths, seed)
+    return BatchForecast(active, paths, cold)
 
 
 def series_records(
@@ -74,3 +105,20 @@ def aggregate_records(
                 quantiles=record.quantiles,
                 cumulative=record.cumulative,
             )
+
+
+def forecast_frame(keys: pd.DataFrame, paths: np.ndarray, first_day: dt.date, cold: np.ndarray) -> pd.DataFrame:
+    """One row per series and day from `first_day`: `store_id, sku, date, mean, p05 .. p95, cold_start`."""
+    n, _, horizon = paths.shape
+    daily = np.maximum(paths, 0.0)
+    levels = np.quantile(daily, DAILY_QUANTILES, axis=1)  # (quantile, series, day)
+    return pd.DataFrame(
+        {
+            "store_id": np.repeat(keys["store_id"].astype(str).to_numpy(), horizon),
+            "sku": np.repeat(keys["sku"].astype(str).to_numpy(), horizon),
+            "date": np.tile(pd.date_range(first_day, periods=horizon, freq="D").date, n),
+            "mean": daily.mean(axis=1).reshape(-1),
+            **{quantile_name(q): level.reshape(-1) for q, level in zip(DAILY_QUANTILES, levels, strict=True)},
+            "cold_start": np.repeat(cold, horizon),
+        }
+    )

@@ -20,6 +20,9 @@ def test_stages_come_from_the_domains_in_run_order() -> None:
         "churn_training",
         "churn_scoring",
         "churn_publish",
+        "demand_training",
+        "demand_scoring",
+        "demand_publish",
         "api",
     )
 
@@ -31,13 +34,19 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
     settings.cache_clear()
     served: list[str] = []
 
-    # The small world's test cutoff is too small for the gate's interval to clear zero; the gate has its own tests.
-    options = DemoOptions(scale="small", seed=11, training_params={"churn": {"MinMarginOverBaseline": -1.0}})
+    # The small world's test cutoff is too small for the gate's interval to clear zero, and a DeepAR of one epoch
+    # need not beat seasonal naive; the gates have their own tests.
+    quick_demand = {"Epochs": "1", "BacktestSeries": "20", "MinImprovementOverSeasonalNaive": -1.0}
+    options = DemoOptions(
+        scale="small",
+        seed=11,
+        training_params={"churn": {"MinMarginOverBaseline": -1.0}, "demand": quick_demand},
+    )
     result = run_demo(options, serve=served.append)
 
     assert [stage.name for stage in result.stages] == list(stages())
     assert result.failures == []
-    (report,) = result.reports
+    report, demand = result.reports
     figures = {row[0]: row for row in report.rows}
     candidate = float(figures["XGBoost (candidate)"][1])
     assert all(candidate > float(row[1]) for name, row in figures.items() if name.startswith("baseline"))
@@ -49,6 +58,22 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
     assert statuses.count(200) >= 4
     assert 404 in statuses
     assert 422 in statuses
+    # demand: every candidate's wQL at every level, the selected one marked, fan charts drawn
+    assert [row[0].removesuffix(" (selected)") for row in demand.rows] == [
+        "DeepAR",
+        "AutoETS",
+        "seasonal naive (weekly)",
+        "NPTS",
+        "mean of DeepAR and AutoETS quantiles",
+    ]
+    assert sum(row[0].endswith("(selected)") for row in demand.rows) == 1
+    assert demand.picture is not None
+    assert demand.picture.read_bytes().startswith(b"\x89PNG")
+    forecasts = [e for e in result.exchanges if e.path.startswith("/forecast/") and e.status == 200]
+    assert {len(e.body["days"]) for e in forecasts} == {28}
+    decisions = {e.note: e for e in result.exchanges if e.path == "/inventory/decision"}
+    assert [e.status for e in decisions.values()] == [200, 200, 400]
+    assert any(e.status == 404 and "NO-SUCH-SKU" in e.path for e in result.exchanges)
     answers = [e.body for e in result.exchanges if e.status == 200 and "cold_start" in e.body]
     assert any(a["cold_start"] for a in answers)
     assert any(a["reasons"] for a in answers if not a["cold_start"])

@@ -4,9 +4,11 @@ own paths (the Schaake shuffle keeps the dependence between series, so the sums 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from shelfwise.demand.batch_forecast import LEVEL_COLUMNS, aggregate_records, series_records
 
@@ -45,3 +47,34 @@ def test_reconciled_means_add_up_at_every_level() -> None:
     p50 = np.array(total.quantiles["p50"])
     assert (np.array(total.quantiles["p05"]) <= p50).all()
     assert (p50 <= np.array(total.quantiles["p95"])).all()
+
+
+@pytest.mark.slow
+def test_forecast_out_writes_the_next_28_days_of_every_series_on_sale(tmp_path: Path) -> None:
+    """`shelfwise bench forecast --forecast-out`: what a user forecasts their real future with."""
+    from shelfwise.bench.forecast import write_forecasts
+    from shelfwise.demand.models import DeepARSettings
+    from shelfwise.demand.series import DemandPanel
+
+    rng = np.random.default_rng(1)
+    frame = keys()
+    units = rng.poisson(3, size=(len(frame), 120)).astype(np.float32)
+    units[0, -1] = np.nan  # off sale on the last day: not forecast
+    units[1, :100] = np.nan  # launched 20 days ago: a cold start
+    start = np.array([0, 100, *[0] * (len(frame) - 2)])
+    panel = DemandPanel(
+        frame.assign(format="f", price_tier="mid"),
+        dt.date(2024, 9, 1),
+        units,
+        np.zeros(units.shape, bool),
+        start,
+        start,
+    )
+    out = tmp_path / "next.csv"
+    rows = write_forecasts(panel, "seasonal_naive", DeepARSettings(epochs=1, num_batches_per_epoch=5), tmp_path, out, 0)
+    written = pd.read_csv(out)
+    assert rows == len(written) == (len(frame) - 1) * 28
+    assert list(written.columns) == ["store_id", "sku", "date", "mean", "p05", "p10", "p25", "p50", "p75", "p90", "p95"]
+    assert written["date"].min() == "2024-12-30"  # the day after the last day of history
+    assert ("S1", "A") not in set(zip(written["store_id"], written["sku"], strict=True))
+    assert (written[["p05", "p10", "p25", "p50", "p75", "p90", "p95"]].diff(axis=1).iloc[:, 1:] >= 0).all().all()

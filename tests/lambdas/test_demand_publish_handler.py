@@ -64,7 +64,7 @@ def test_forecast_lines_become_items_the_api_reads_and_a_bad_line_is_quarantined
     assert result["quarantine_key"] == "quarantine/demand-publish/run-1/rejected.jsonl"
     assert quarantined["line"] == 2
     assert quarantined["id"] == series_id("S3", "X")
-    assert "not 1" in quarantined["reason"] or "days" in quarantined["reason"]
+    assert "has 28 days, not 1" in quarantined["reason"]
 
 
 def test_a_run_of_another_domain_is_refused_by_name(publish: ModuleType) -> None:
