@@ -1,7 +1,7 @@
 """What a demand planner looks at first: forecasts drawn as fan charts with what happened over them.
 
 `pick_examples` (run by the evaluation step) keeps, from the backtest, a steady series of the last window and the
-series whose sales rose most in the window holding Black Friday (else the last), with the selected forecaster's
+series whose sales rose most (in units) in the window holding Black Friday (else the last), with the selected forecaster's
 quantiles and the sales; `plot_fan_charts` (the local run) draws them with the synthetic world's true demand, and a
 cold start's forecast of the coming weeks, which has no truth yet.
 """
@@ -60,7 +60,8 @@ def pick_examples(result: BacktestResult, forecaster: str) -> list[dict[str, Any
     peak = next((w for w in result.sampled if has_black_friday(w)), last)
     before = np.array([h[-28:].sum() for h in peak.histories])
     during = np.nansum(peak.sales, axis=1)
-    lift = np.where(before >= 14, during / np.maximum(before, 1e-9), -np.inf)
+    # The largest rise in units, among series selling at least one a day: visible, not a blip of a sparse series.
+    lift = np.where(before >= 28, during - before, -np.inf)
     title = "Black Friday" if has_black_friday(peak) else "largest rise"
     examples.append(_example(peak, int(np.argmax(lift)), forecaster, title))
     return examples
