@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from step_io import parquet_files, partition_value, read_partitioned, sha256_of, write_parquet
+from step_io import parquet_files, partition_value, read_partitioned, registered_archive, write_parquet
 
 from shelfwise.churn import scoring
 from shelfwise.churn.features import CUTOFF, FEATURE_NAMES, FEATURE_SET, VERSION_COLUMN
@@ -68,19 +68,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quarantine-dir", type=Path, default=BASE / "quarantine")
     parser.add_argument("--batch-rows", type=int, default=200_000)
     return parser.parse_args(argv)
-
-
-def model_archive(model_dir: Path, expected_sha256: str) -> Path:
-    """The model archive, after checking its bytes are the registered ones."""
-    archives = sorted(model_dir.rglob("*.tar.gz"))
-    if len(archives) != 1:
-        raise SystemExit(f"expected one model archive in {model_dir}, found {[a.name for a in archives]}")
-    if not expected_sha256:
-        raise SystemExit("--model-sha256 is required: the sha256 recorded when the model package was registered")
-    actual = sha256_of(archives[0])
-    if actual != expected_sha256:
-        raise SystemExit(f"model archive sha256 {actual} differs from the registered {expected_sha256}; refusing it")
-    return archives[0]
 
 
 def read_customer_ids(root: Path) -> tuple[list[str], int]:
@@ -164,7 +151,7 @@ def serving_rows(features_dir: Path, quarantine_dir: Path, partition_uri: str) -
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    archive = model_archive(args.model_dir, args.model_sha256)
+    archive = registered_archive(args.model_dir, args.model_sha256)
     try:
         model = scoring.load_archive(archive)
     except scoring.ArtifactError as exc:

@@ -77,6 +77,25 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def one_archive(model_dir: Path) -> Path:
+    """The one `*.tar.gz` under `model_dir` (a model channel or input); SystemExit naming what was found otherwise."""
+    archives = sorted(model_dir.rglob("*.tar.gz"))
+    if len(archives) != 1:
+        raise SystemExit(f"expected one model archive in {model_dir}, found {[a.name for a in archives]}")
+    return archives[0]
+
+
+def registered_archive(model_dir: Path, expected_sha256: str) -> Path:
+    """The model archive, after checking its bytes are the ones recorded when its package was registered."""
+    archive = one_archive(model_dir)
+    if not expected_sha256:
+        raise SystemExit("--model-sha256 is required: the sha256 recorded when the model package was registered")
+    actual = sha256_of(archive)
+    if actual != expected_sha256:
+        raise SystemExit(f"model archive sha256 {actual} differs from the registered {expected_sha256}; refusing it")
+    return archive
+
+
 def hyperparameters_file(parser: argparse.ArgumentParser) -> dict[str, str]:
     """Known hyperparameters from the training container's hyperparameters.json (strings, JSON-quoted by some SDKs);
     use as `parser.set_defaults(**hyperparameters_file(parser))` so that command-line arguments still win."""

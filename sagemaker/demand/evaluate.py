@@ -24,7 +24,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from step_io import install_wheelhouse, sha256_of, write_json
+from step_io import install_wheelhouse, one_archive, sha256_of, write_json
 
 BASE = Path("/opt/ml/processing")
 EVALUATION_FILE = "evaluation.json"
@@ -40,8 +40,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sample-series", type=int, default=300, help="store x SKU series every candidate scores")
     parser.add_argument(
         "--candidates",
-        default="deepar,autoets,seasonal_naive,npts,deepar+autoets",
-        help="comma-separated forecasters that may be selected (every one is scored)",
+        default="",
+        help="comma-separated forecasters that may be selected (every one is scored); empty: any",
     )
     parser.add_argument("--paths", type=int, default=100, help="sample paths per series in the backtest")
     parser.add_argument("--serving-paths", type=int, default=200, help="sample paths the batch forecast draws")
@@ -50,13 +50,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def unpack(archive_dir: Path, target: Path) -> Path:
-    archives = sorted(archive_dir.rglob("*.tar.gz"))
-    if len(archives) != 1:
-        raise SystemExit(f"expected one model archive in {archive_dir}, found {[a.name for a in archives]}")
+    """The training step's archive, unpacked into `target`; returns the archive."""
+    archive = one_archive(archive_dir)
     target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archives[0], "r:gz") as tar:
+    with tarfile.open(archive, "r:gz") as tar:
         tar.extractall(target, filter="data")
-    return archives[0]
+    return archive
 
 
 def pack(folder: Path, archive: Path) -> Path:
@@ -95,7 +94,7 @@ def main(argv: list[str]) -> str:
             return result.mean("sales", BOTTOM, model, "wql")
         return result.windows[window].scores["sales"][BOTTOM][model].wql
 
-    allowed = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    allowed = [c.strip() for c in args.candidates.split(",") if c.strip()] or list(CANDIDATES)
     unknown = sorted(set(allowed) - set(CANDIDATES))
     if unknown or not allowed:
         raise SystemExit(f"--candidates must name some of {', '.join(CANDIDATES)}; got {args.candidates!r}")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 from prepare import AS_OF, PAIR, VERSION_COLUMN, daily_reasons, one_as_of, read_features
-from step_io import install_wheelhouse, sha256_of, write_parquet
+from step_io import install_wheelhouse, registered_archive, write_parquet
 
 BASE = Path("/opt/ml/processing")
 ONLINE_RECORDS = "online_records.jsonl"
@@ -48,16 +48,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def verified_model(model_dir: Path, expected_sha256: str, work: Path) -> Path:
     """The model archive unpacked into `work`, after checking its bytes are the registered ones."""
-    archives = sorted(model_dir.rglob("*.tar.gz"))
-    if len(archives) != 1:
-        raise SystemExit(f"expected one model archive in {model_dir}, found {[a.name for a in archives]}")
-    if not expected_sha256:
-        raise SystemExit("--model-sha256 is required: the sha256 recorded when the model package was registered")
-    actual = sha256_of(archives[0])
-    if actual != expected_sha256:
-        raise SystemExit(f"model archive sha256 {actual} differs from the registered {expected_sha256}")
     work.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archives[0], "r:gz") as tar:
+    with tarfile.open(registered_archive(model_dir, expected_sha256), "r:gz") as tar:
         tar.extractall(work, filter="data")
     return work
 

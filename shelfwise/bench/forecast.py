@@ -31,17 +31,11 @@ from shelfwise.demand.backtest import (
     BacktestSettings,
 )
 from shelfwise.demand.models import DeepARSettings
+from shelfwise.demand.pipeline import CANDIDATE_NAMES
 from shelfwise.demand.series import DemandPanel, build_panel
 
 DEFAULT_WORLD = "world"
 SALES_CSV_PREFIX = "sales-csv:"
-_NAMES = {
-    "deepar": "DeepAR",
-    "autoets": "AutoETS",
-    "seasonal_naive": "seasonal naive (weekly)",
-    "npts": "NPTS",
-    "deepar+autoets": "mean of DeepAR and AutoETS quantiles",
-}
 
 
 def demand_frames(world: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -122,7 +116,7 @@ def results_table(result: BacktestResult, against: str) -> Table:
             best = min(result.mean(against, level, m, "wql") for m in CANDIDATES)
             text = f"{wql:.3f} ({result.mean(against, level, model, 'mase'):.2f})"
             cells.append(f"[bold]{text}[/bold]" if wql == best else text)
-        table.add_row(_NAMES[model], *cells)
+        table.add_row(CANDIDATE_NAMES[model], *cells)
     return table
 
 
@@ -133,7 +127,7 @@ def calibration_table(result: BacktestResult, against: str) -> Table:
         table.add_column(level, justify="right")
     for model in CANDIDATES:
         table.add_row(
-            _NAMES[model],
+            CANDIDATE_NAMES[model],
             *(
                 f"{result.mean(against, lv, model, 'coverage_80'):.2f} / {result.mean(against, lv, model, 'bias'):+.2f}"
                 for lv in LEVELS
@@ -181,7 +175,7 @@ def key_line(result: BacktestResult) -> str:
     best = min(CANDIDATES, key=wql)
     return (
         f"forecast: {result.series:,} series, windows from {', '.join(str(w.cutoff) for w in result.windows)}; "
-        f"store x SKU wQL: best {_NAMES[best]} {wql(best):.3f}, DeepAR {wql('deepar'):.3f} "
+        f"store x SKU wQL: best {CANDIDATE_NAMES[best]} {wql(best):.3f}, DeepAR {wql('deepar'):.3f} "
         f"({1 - wql('deepar') / wql(BASELINE):+.1%} vs seasonal naive, "
         f"{1 - wql('deepar') / wql('autoets'):+.1%} vs AutoETS); total wQL DeepAR {wql('deepar', 'total'):.3f}, "
         f"AutoETS {wql('autoets', 'total'):.3f}; DeepAR training {result.seconds['deepar training']:.0f} s, "
@@ -235,9 +229,11 @@ def command(
     console.print(key_line(result), soft_wrap=True)
     if forecast_out is not None:
         best = min(CANDIDATES, key=lambda m: result.mean("sales", BOTTOM, m, "wql"))
-        with console.status(f"{_NAMES[best]} on all of the history"):
+        with console.status(f"{CANDIDATE_NAMES[best]} on all of the history"):
             rows = write_forecasts(panel, best, DeepARSettings(epochs=epochs, seed=seed), work, forecast_out, seed)
-        console.print(f"{rows:,} rows ({_NAMES[best]}, the next 28 days of every series on sale) -> {forecast_out}")
+        console.print(
+            f"{rows:,} rows ({CANDIDATE_NAMES[best]}, the next 28 days of every series on sale) -> {forecast_out}"
+        )
 
 
 def write_forecasts(

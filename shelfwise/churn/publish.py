@@ -11,20 +11,17 @@ Pure Python over boto3 (no pyarrow): the publish Lambda and the local demo both 
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from shelfwise import publishing
 from shelfwise.churn.features import FEATURE_SET, VERSION_COLUMN
 from shelfwise.online_store import OnlineItem
 from shelfwise.publishing import (
-    CHUNK_RECORDS,
     ONLINE_RECORDS,
     MalformedLineError,
-    PublishReport,
     Rejection,
     as_of_date,
     json_object,
@@ -81,26 +78,8 @@ def parse_line(raw: bytes | str, line: int) -> ChurnRecord:
     return _record(json_object(raw, line), line)
 
 
-def publish_lines(
-    lines: Iterable[bytes | str],
-    *,
-    table: str | None = None,
-    client: Any = None,
-    chunk_records: int = CHUNK_RECORDS,
-    on_reject: Callable[[Rejection], None] | None = None,
-    now: datetime | None = None,
-) -> PublishReport:
-    """Write every valid line to the online store (`shelfwise.publishing.publish_lines`)."""
-    return publishing.publish_lines(
-        lines,
-        parse_line,
-        key_field=KEY_FIELD,
-        table=table,
-        client=client,
-        chunk_records=chunk_records,
-        on_reject=on_reject,
-        now=now,
-    )
+#: Write every valid line to the online store (`shelfwise.publishing.publish_lines` with this domain's parser).
+publish_lines = functools.partial(publishing.publish_lines, parse=parse_line, key_field=KEY_FIELD)
 
 
 # -- validation --------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pandas as pd
 from shelfwise.demand import models
 from shelfwise.demand.aggregation import schaake_shuffle, schaake_template, sum_by_group
 from shelfwise.demand.metrics import SEASON, Scores, score
+from shelfwise.demand.pipeline import CANDIDATE_NAMES
 from shelfwise.demand.series import DemandPanel
 
 #: Aggregation levels, bottom first; each is the static columns a level groups by (none: the total).
@@ -32,7 +33,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "total": (),
 }
 BOTTOM = "store x sku"
-CANDIDATES: tuple[str, ...] = ("deepar", "autoets", "seasonal_naive", "npts", "deepar+autoets")
+CANDIDATES: tuple[str, ...] = tuple(CANDIDATE_NAMES)
 BASELINE = "seasonal_naive"
 #: DeepAR's paths summed as drawn, independently per series: scored at the aggregate levels to show what the
 #: Schaake shuffle (`shelfwise.demand.aggregation`) fixes.

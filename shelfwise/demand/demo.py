@@ -9,15 +9,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from shelfwise.demand.pipeline import CANDIDATE_NAMES
 from shelfwise.domain import DemoReport, DemoRequest
 
-_NAMES = {
-    "deepar": "DeepAR",
-    "autoets": "AutoETS",
-    "seasonal_naive": "seasonal naive (weekly)",
-    "npts": "NPTS",
-    "deepar+autoets": "mean of DeepAR and AutoETS quantiles",
-}
 _LEVELS = ("store x sku", "store", "region", "category", "department", "total")
 PREDICTIONS_PREFIX = "predictions/demand/"
 
@@ -27,7 +21,7 @@ def demo_report(lake: Any, world_dir: Path, evaluation: Mapping[str, Any]) -> De
     levels = evaluation.get("levels", {})
     selected = str(evaluation.get("selected", ""))
     rows = []
-    for model, name in _NAMES.items():
+    for model, name in CANDIDATE_NAMES.items():
         cells = [f"{levels[level][model]['wql']:.3f}" if model in levels.get(level, {}) else "-" for level in _LEVELS]
         rows.append((f"{name}{' (selected)' if model == selected else ''}", *cells))
     notes = []
@@ -38,8 +32,9 @@ def demo_report(lake: Any, world_dir: Path, evaluation: Mapping[str, Any]) -> De
             f"wQL against sales (stocked-out days left out), mean of the windows starting "
             f"{', '.join(evaluation['windows'])}; {evaluation['sampled_series']:,} of {evaluation['series']:,} "
             "store x SKU series scored by every model, sums over every series.",
-            f"Selected {_NAMES[selected]}: {evaluation['improvement_over_seasonal_naive']:+.1%} wQL against seasonal "
-            f"naive over the windows, {evaluation['improvement_worst_window']:+.1%} in the worst (the gate's figure).",
+            f"Selected {CANDIDATE_NAMES[selected]}: {evaluation['improvement_over_seasonal_naive']:+.1%} wQL against "
+            f"seasonal naive over the windows, {evaluation['improvement_worst_window']:+.1%} in the worst (the gate's "
+            "figure).",
             f"80% intervals of the selected model cover {bottom['coverage_80']:.0%} of store x SKU days and "
             f"{total['coverage_80']:.0%} of the total's (target 80%); sums are bottom-up (coherent), after the "
             "Schaake shuffle.",

@@ -37,6 +37,7 @@ MODELS = "models/demand/"
 LIBRARY_MODULES = (
     "shelfwise/config.py",
     "shelfwise/online_store.py",
+    "shelfwise/pipelines/spec.py",
     "shelfwise/publishing.py",
     "shelfwise/retail_calendar.py",
     *(
@@ -52,6 +53,7 @@ LIBRARY_MODULES = (
             "metrics",
             "model_store",
             "models",
+            "pipeline",
             "publish",
             "report",
             "series",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shelfwise.demand.models import StaticCodes
+from shelfwise.demand.pipeline import CANDIDATE_NAMES
 
 if TYPE_CHECKING:
     from gluonts.torch.model.predictor import PyTorchPredictor
@@ -30,8 +31,8 @@ FINAL_PREDICTOR = "deepar"
 BACKTEST_PREDICTOR = "backtest"
 #: The libraries whose versions a serialized GluonTS predictor depends on.
 PINNED_LIBRARIES: tuple[str, ...] = ("gluonts", "torch", "pandas")
-#: The forecasters a model can serve (`shelfwise.demand.backtest.CANDIDATES`).
-FORECASTERS: tuple[str, ...] = ("deepar", "autoets", "seasonal_naive", "npts", "deepar+autoets")
+#: The forecasters a model can serve.
+FORECASTERS: tuple[str, ...] = tuple(CANDIDATE_NAMES)
 
 
 class ModelVersionMismatchError(RuntimeError):

@@ -40,8 +40,15 @@ REGISTER, FAIL, FORECAST = "RegisterDemandModel", "DemandModelRejected", "BatchF
 MIN_IMPROVEMENT, APPROVAL = "MinImprovementOverSeasonalNaive", "ModelApprovalStatus"
 DAILY_FEATURES, STATIC_FEATURES, WHEELHOUSE = "DailyFeaturesUri", "StaticFeaturesUri", "WheelhouseUri"
 EPOCHS, CANDIDATES, BACKTEST_SERIES = "Epochs", "Candidates", "BacktestSeries"
-#: Every forecaster the evaluation may select (`shelfwise.demand.backtest.CANDIDATES`).
-ALL_CANDIDATES = "deepar,autoets,seasonal_naive,npts,deepar+autoets"
+#: Every forecaster the evaluation may select (`shelfwise.demand.backtest` scores them), and how tables name it.
+CANDIDATE_NAMES: dict[str, str] = {
+    "deepar": "DeepAR",
+    "autoets": "AutoETS",
+    "seasonal_naive": "seasonal naive (weekly)",
+    "npts": "NPTS",
+    "deepar+autoets": "mean of DeepAR and AutoETS quantiles",
+}
+ALL_CANDIDATES = ",".join(CANDIDATE_NAMES)
 MODEL_URI, MODEL_SHA256, MODEL_PACKAGE = "ModelUri", "ModelSha256", "ModelPackageArn"
 PROCESSING_INSTANCE, TRAINING_INSTANCE = "ProcessingInstanceType", "TrainingInstanceType"
 

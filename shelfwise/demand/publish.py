@@ -14,10 +14,9 @@ batch forecast's `online_records.jsonl` with the same checks. No pandas or Spark
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from shelfwise import publishing
@@ -44,7 +43,7 @@ from shelfwise.demand.keys import (
     series_id,
 )
 from shelfwise.online_store import OnlineItem, StoredItem
-from shelfwise.publishing import CHUNK_RECORDS, MalformedLineError, PublishReport, Rejection, as_of_date, json_object
+from shelfwise.publishing import MalformedLineError, as_of_date, json_object
 
 __all__ = [
     "AGGREGATE_ENTITY",
@@ -275,23 +274,5 @@ def parse_line(raw: bytes | str, line: int) -> DemandLine:
     return DemandLine(entity, stored.entity_id, as_of, record.cold_start, record.attributes())
 
 
-def publish_lines(
-    lines: Iterable[bytes | str],
-    *,
-    table: str | None = None,
-    client: Any = None,
-    chunk_records: int = CHUNK_RECORDS,
-    on_reject: Callable[[Rejection], None] | None = None,
-    now: datetime | None = None,
-) -> PublishReport:
-    """Write every valid line of a batch forecast to the online store (`shelfwise.publishing.publish_lines`)."""
-    return publishing.publish_lines(
-        lines,
-        parse_line,
-        key_field="id",
-        table=table,
-        client=client,
-        chunk_records=chunk_records,
-        on_reject=on_reject,
-        now=now,
-    )
+#: Write every valid line to the online store (`shelfwise.publishing.publish_lines` with this domain's parser).
+publish_lines = functools.partial(publishing.publish_lines, parse=parse_line, key_field="id")

@@ -1,9 +1,9 @@
 """What a demand planner looks at first: forecasts drawn as fan charts with what happened over them.
 
 `pick_examples` (run by the evaluation step) keeps, from the backtest, a steady series of the last window and the
-series whose sales rose most (in units) in the window holding Black Friday (else the last), with the selected forecaster's
-quantiles and the sales; `plot_fan_charts` (the local run) draws them with the synthetic world's true demand, and a
-cold start's forecast of the coming weeks, which has no truth yet.
+series whose sales rose most (in units) in the window holding Black Friday (else the last), with the selected
+forecaster's quantiles and the sales; `plot_fan_charts` (the local run) draws them with the synthetic world's true
+demand, and a cold start's forecast of the coming weeks, which has no truth yet.
 """
 
 from __future__ import annotations
