@@ -2,8 +2,10 @@
 
 The candidates (`shelfwise.demand.backtest.CANDIDATES`: DeepAR, AutoETS, seasonal naive, NPTS and the mean of
 DeepAR's and AutoETS's quantiles) forecast the last `windows` windows of 28 days from the history before each; the
-DeepAR network is the training step's `backtest/` one, trained before the first window, so nothing it learned
-reaches into a window. Every level of the hierarchy is scored (MASE, RMSSE, wQL, 80% coverage, bias).
+DeepAR network is the training step's `backtest/` one, trained before the calibration window that precedes them,
+so nothing it learned reaches into a window. Every level of the hierarchy is scored (MASE, RMSSE, wQL, 80% coverage,
+bias); DeepAR's paths at each level are widened by a spread factor fitted on its errors in the windows before
+(`shelfwise.demand.aggregation`), and the factors fitted on every window go into the manifest for serving.
 
 Selection: the candidate (of `--candidates`, by default all) with the lowest store x SKU wQL over the windows.
 What users receive is never worse than the best classic method, because the classic methods are candidates too.
@@ -70,7 +72,16 @@ def main(argv: list[str]) -> str:
     args = parse_args(argv)
     install_wheelhouse(args.wheels_dir)
     from shelfwise.demand import model_store
-    from shelfwise.demand.backtest import BASELINE, BOTTOM, CANDIDATES, LEVELS, BacktestSettings, run_backtest
+    from shelfwise.demand.backtest import (
+        BASELINE,
+        BOTTOM,
+        CANDIDATES,
+        LEVELS,
+        UNCALIBRATED,
+        BacktestSettings,
+        run_backtest,
+        serving_spread,
+    )
     from shelfwise.demand.keys import FEATURE_SET_VERSION
     from shelfwise.demand.report import pick_examples
     from shelfwise.demand.series import load_panel
@@ -120,6 +131,7 @@ def main(argv: list[str]) -> str:
             n_paths=args.serving_paths,
             trained_until=training["trained_until"],
             settings=training["settings"],
+            spread=serving_spread(selected, result.spread),
         ),
     )
     archive = pack(package, args.package_dir / "model.tar.gz")
@@ -129,7 +141,16 @@ def main(argv: list[str]) -> str:
                 metric: result.mean("sales", level, model, metric)
                 for metric in ("mase", "rmsse", "wql", "coverage_80", "bias")
             }
-            for model in result.windows[0].scores["sales"][level]
+            for model in CANDIDATES
+        }
+        for level in LEVELS
+    }
+    # What the spread factors did to DeepAR's 80% intervals, per level.
+    calibration = {
+        level: {
+            "spread": result.spread[level],
+            "coverage_80": result.mean("sales", level, "deepar", "coverage_80"),
+            "coverage_80_before": result.mean("sales", level, UNCALIBRATED, "coverage_80"),
         }
         for level in LEVELS
     }
@@ -144,6 +165,7 @@ def main(argv: list[str]) -> str:
         "improvement_over_seasonal_naive": improvement,
         "improvement_worst_window": worst,
         "windows": [str(w.cutoff) for w in result.windows],
+        "calibration": calibration,
         "series": result.series,
         "sampled_series": result.windows[0].scores["sales"][BOTTOM][selected].series,
         "levels": levels,

@@ -1,7 +1,7 @@
 """Training step: DeepAR (GluonTS, torch) on the prepared panel, twice.
 
-- `backtest/`: trained on the history before the first backtest window only, so that the evaluation step scores it
-  on windows it never saw (as it would run in production between two trainings);
+- `backtest/`: trained on the history before the backtest's calibration window only, so that the evaluation step
+  scores it on windows it never saw (as it would run in production between two trainings);
 - `deepar/`: trained on all of the history, what the batch forecast serves if DeepAR is selected.
 
 Censored days are NaN in the target, which GluonTS masks out of the loss (`shelfwise.demand.models.train_deepar`).
@@ -40,16 +40,17 @@ def main(argv: list[str]) -> str:
     args = parse_args(argv)
     install_wheelhouse(args.wheels)
     from shelfwise.demand import model_store
+    from shelfwise.demand.backtest import training_days
     from shelfwise.demand.models import HORIZON, DeepARSettings, train_deepar
     from shelfwise.demand.series import load_panel
 
     panel = load_panel(args.panel)
     settings = DeepARSettings(epochs=args.epochs, num_batches_per_epoch=args.batches_per_epoch, seed=args.seed)
-    history_days = panel.n_days - args.windows * HORIZON
+    history_days = training_days(panel.n_days, args.windows)
     if history_days < 8 * 7:
         raise SystemExit(
             f"{panel.n_days} days of history leave {history_days} before {args.windows} backtest windows of "
-            f"{HORIZON} days: at least 8 weeks are needed"
+            f"{HORIZON} days and the calibration window before them: at least 8 weeks are needed"
         )
     work = args.model_dir.parent / "deepar-work"
     seconds = {}

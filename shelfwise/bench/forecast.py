@@ -1,4 +1,4 @@
-"""`shelfwise bench forecast --data world|world:DIR|sales-csv:FILE`: DeepAR against the classic forecasters.
+"""`shelfwise bench forecast --data world|online-retail|world:DIR|sales-csv:FILE`: DeepAR against the classics.
 
 The world folder's order lines become daily demand per location x SKU with the Glue job's own Spark functions
 (`shelfwise.demand.demand_features`), as of the day after the last order. The last `--windows` windows of 28 days
@@ -20,21 +20,26 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shelfwise.bench.churn import WORLD_PREFIX, world_range
+from shelfwise.bench.churn import ONLINE_RETAIL, WORLD_PREFIX, resolve_data, world_range
 from shelfwise.demand.backtest import (
     BASELINE,
     BOTTOM,
     CANDIDATES,
     INDEPENDENT_SUM,
     LEVELS,
+    UNCALIBRATED,
     BacktestResult,
     BacktestSettings,
 )
 from shelfwise.demand.models import DeepARSettings
 from shelfwise.demand.pipeline import CANDIDATE_NAMES
 from shelfwise.demand.series import DemandPanel, build_panel
+from shelfwise.loaders.sources import ONLINE_RETAIL_CSV
 
 DEFAULT_WORLD = "world"
+#: Online Retail sells thousands of SKUs, most of them a few times a year: its best sellers are what a planner
+#: forecasts daily.
+ONLINE_RETAIL_TOP_SERIES = 500
 SALES_CSV_PREFIX = "sales-csv:"
 
 
@@ -90,6 +95,8 @@ def resolve_world(data: str) -> tuple[str, Path]:
         if not (world / "manifest.json").is_file():
             raise typer.BadParameter(f"{world} is not a world folder (no manifest.json)", param_hint="--data")
         return str(world), world
+    if data == ONLINE_RETAIL:
+        return resolve_data(ONLINE_RETAIL, ONLINE_RETAIL_CSV, reload=False)
     if data.startswith(SALES_CSV_PREFIX):
         from shelfwise.loaders.sales_csv import load_sales_csv
 
@@ -100,7 +107,8 @@ def resolve_world(data: str) -> tuple[str, Path]:
         load_sales_csv(source, world)
         return str(source), world
     raise typer.BadParameter(
-        f"expected {DEFAULT_WORLD}, {WORLD_PREFIX}DIR or {SALES_CSV_PREFIX}FILE, got {data!r}", param_hint="--data"
+        f"expected {DEFAULT_WORLD}, {ONLINE_RETAIL}, {WORLD_PREFIX}DIR or {SALES_CSV_PREFIX}FILE, got {data!r}",
+        param_hint="--data",
     )
 
 
@@ -133,38 +141,20 @@ def calibration_table(result: BacktestResult, against: str) -> Table:
                 for lv in LEVELS
             ),
         )
+    table.add_row(
+        "DeepAR before the spread factor",
+        *(f"{result.mean(against, lv, UNCALIBRATED, 'coverage_80'):.2f}" for lv in LEVELS),
+    )
     aggregates = [lv for lv in LEVELS if lv != BOTTOM]
     table.add_row(
         "DeepAR, paths summed independently",
         "",
         *(f"{result.mean(against, lv, INDEPENDENT_SUM, 'coverage_80'):.2f}" for lv in aggregates),
     )
-    return table
-
-
-def inventory_table(result: BacktestResult) -> Table:
-    """The forecast's (DeepAR) order-up-to policy against the textbook one, on the true demand of the last window."""
-    from shelfwise.demand.inventory_backtest import compare_policies
-
-    last = result.last_window
-    assert last.true_demand is not None
-    outcomes = compare_policies(last.paths["deepar"], last.true_demand, last.histories)
-    table = Table(
-        title=f"Inventory, last window, {outcomes[0].series} store x SKU: review every 7 days, lead time 2 days, "
-        "lost sales; true demand"
+    table.add_row(
+        "DeepAR's spread factor per window",
+        *(" / ".join(f"{w.spread[lv]:.2f}" for w in result.windows) for lv in LEVELS),
     )
-    for column in ("target", "policy", "cycle service", "fill rate", "avg units on hand", "lost units", "cost"):
-        table.add_column(column, justify="right")
-    for o in outcomes:
-        table.add_row(
-            f"{o.service_level:.2f}",
-            "DeepAR quantile" if o.policy == "forecast" else "textbook (normal)",
-            f"{o.cycle_service_level:.3f}",
-            f"{o.fill_rate:.3f}",
-            f"{o.average_on_hand:,.0f}",
-            f"{o.lost_sales:,.0f}",
-            f"{o.total_cost:,.0f}",
-        )
     return table
 
 
@@ -185,12 +175,21 @@ def key_line(result: BacktestResult) -> str:
 
 def command(
     data: Annotated[
-        str, typer.Option("--data", help=f"{DEFAULT_WORLD}, {WORLD_PREFIX}DIR or {SALES_CSV_PREFIX}FILE.")
+        str,
+        typer.Option("--data", help=f"{DEFAULT_WORLD}, {ONLINE_RETAIL}, {WORLD_PREFIX}DIR or {SALES_CSV_PREFIX}FILE."),
     ] = DEFAULT_WORLD,
     windows: Annotated[int, typer.Option(help="Held-out windows of 28 days, ending with the data.")] = 2,
     sample_series: Annotated[int, typer.Option(help="Store x SKU series scored by every model.")] = 300,
     epochs: Annotated[int, typer.Option(help="DeepAR training epochs.")] = 20,
     seed: Annotated[int, typer.Option()] = 0,
+    top_series: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Keep the N best-selling series (units before the windows); 0: every series "
+            f"({ONLINE_RETAIL_TOP_SERIES} for {ONLINE_RETAIL}).",
+        ),
+    ] = 0,
     forecast_out: Annotated[
         Path | None,
         typer.Option(
@@ -201,7 +200,7 @@ def command(
 ) -> None:
     """wQL, MASE, RMSSE, interval coverage and bias of DeepAR and the classic forecasters, per hierarchy level."""
     from shelfwise.config import settings
-    from shelfwise.demand.backtest import run_backtest
+    from shelfwise.demand.backtest import run_backtest, training_days
 
     console = Console()
     label, world = resolve_world(data)
@@ -213,6 +212,10 @@ def command(
     features_s = time.perf_counter() - started
     span = f"{panel.start} .. {panel.end - dt.timedelta(days=1)}"
     console.print(f"{label}: {len(panel.keys):,} location x SKU series, {span} (features {features_s:.0f} s)")
+    top = top_series or (ONLINE_RETAIL_TOP_SERIES if data == ONLINE_RETAIL else 0)
+    if top:
+        panel, truth = best_sellers(panel, truth, top, training_days(panel.n_days, windows))
+        console.print(f"the {len(panel.keys):,} best-selling series before the backtest's windows")
     work = settings().work_dir / "bench" / "forecast"
     work.mkdir(parents=True, exist_ok=True)
     backtest = BacktestSettings(
@@ -223,8 +226,6 @@ def command(
     for against in result.windows[0].scores:
         console.print(results_table(result, against))
         console.print(calibration_table(result, against))
-    if result.last_window.true_demand is not None:
-        console.print(inventory_table(result))
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
     console.print(key_line(result), soft_wrap=True)
     if forecast_out is not None:
@@ -248,3 +249,12 @@ def write_forecasts(
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False, float_format="%.3f")
     return len(frame)
+
+
+def best_sellers(
+    panel: DemandPanel, truth: np.ndarray | None, top: int, before: int
+) -> tuple[DemandPanel, np.ndarray | None]:
+    """The `top` series by units sold in the first `before` days (so that the choice knows nothing of the windows)."""
+    units = np.nansum(panel.units[:, :before], axis=1)
+    keep = np.sort(np.argsort(-units, kind="stable")[:top])
+    return panel.select(keep), None if truth is None else truth[keep]

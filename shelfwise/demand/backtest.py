@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from shelfwise.demand import models
-from shelfwise.demand.aggregation import schaake_shuffle, schaake_template, sum_by_group
+from shelfwise.demand.aggregation import fit_spread, schaake_shuffle, schaake_template, sum_by_group, widen
 from shelfwise.demand.metrics import SEASON, Scores, score
 from shelfwise.demand.pipeline import CANDIDATE_NAMES
 from shelfwise.demand.series import DemandPanel
@@ -38,6 +38,10 @@ BASELINE = "seasonal_naive"
 #: DeepAR's paths summed as drawn, independently per series: scored at the aggregate levels to show what the
 #: Schaake shuffle (`shelfwise.demand.aggregation`) fixes.
 INDEPENDENT_SUM = "deepar (independent sum)"
+#: DeepAR's paths before the spread factor: scored at every level to show what the calibration changes.
+UNCALIBRATED = "deepar (uncalibrated)"
+#: Windows before the scored ones, where DeepAR's errors only fit the spread factors of the first scored window.
+CALIBRATION_WINDOWS = 1
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class WindowScores:
     cutoff: dt.date
     #: scores[against][level][model]; `against` is "sales" (censored days left out) or "true demand".
     scores: dict[str, dict[str, dict[str, Scores]]]
+    #: The spread factor per level DeepAR's paths were widened by (fitted on the windows before this one).
+    spread: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class BacktestResult:
     seconds: dict[str, float]
     series: int
     sampled: list[SampledWindow]
+    #: Spread factors per level fitted on every window: what the batch forecast widens DeepAR's paths by.
+    spread: dict[str, float]
 
     @property
     def last_window(self) -> SampledWindow:
@@ -106,6 +114,11 @@ def _aggregate_panel(panel: DemandPanel, group: np.ndarray) -> DemandPanel:
     return DemandPanel(keys, panel.start, units, np.zeros(units.shape, dtype=bool), starts, starts)
 
 
+def training_days(n_days: int, windows: int, horizon: int = models.HORIZON) -> int:
+    """Days of history the backtest's DeepAR learns from: all before the calibration window and the scored ones."""
+    return n_days - (windows + CALIBRATION_WINDOWS) * horizon
+
+
 def run_backtest(
     panel: DemandPanel,
     settings: BacktestSettings,
@@ -118,11 +131,12 @@ def run_backtest(
 
     `truth` (series, days), aligned with `panel.target`, is the uncensored demand where it is known (the synthetic
     world): the candidates are then scored against it as well. `trained` is a DeepAR predictor (and its static
-    codes) already trained on the history before the first window (the pipeline's training step); without it,
-    DeepAR is trained here.
+    codes) already trained on the history before the calibration window (`training_days`, the pipeline's training
+    step); without it, DeepAR is trained here. DeepAR's spread factors for a window are fitted on its errors in
+    the windows before it, the calibration window included; `BacktestResult.spread` on every window, for serving.
     """
     horizon = settings.horizon
-    cutoffs = window_cutoffs(panel.end, horizon, settings.windows)
+    cutoffs = window_cutoffs(panel.end, horizon, settings.windows + CALIBRATION_WINDOWS)
     index = [(c - panel.start).days for c in cutoffs]
     seconds: dict[str, float] = {}
     # A series takes part once it has four weeks of history before the first window.
@@ -141,9 +155,11 @@ def run_backtest(
         predictor, codes = trained
 
     windows, sampled = [], []
-    for cutoff, at in zip(cutoffs, index, strict=True):
+    errors: list[dict[str, _LevelForecast]] = []
+    for number, (cutoff, at) in enumerate(zip(cutoffs, index, strict=True)):
         history = panel.head(at)
-        paths, timing = _window_paths(history, sample, predictor, codes, settings, progress, cutoff)
+        calibrating = number < CALIBRATION_WINDOWS
+        paths, timing = _window_paths(history, sample, predictor, codes, settings, progress, cutoff, calibrating)
         # A series whose selling life ended before the window is not forecast (its SKU is known to be off sale);
         # only the paths of series still on sale on the window's eve count in the sums.
         on_sale = np.isfinite(history.units[:, -1])
@@ -152,26 +168,81 @@ def run_backtest(
             seconds[name] = seconds.get(name, 0.0) + spent
         # (bottom level, aggregates): a censored day is left out of a series' score but its sales count in totals.
         window = slice(at, at + horizon)
+        deepar = _deepar_levels(
+            history, sample, paths["deepar"], panel.target[:, window], panel.units[:, window], settings.seed
+        )
+        spread = fit_spreads(errors)
+        errors.append(deepar)
+        if calibrating:
+            continue
         actuals = {"sales": (panel.target[:, window], panel.units[:, window])}
         if truth is not None:
             actuals["true demand"] = (truth[:, window], truth[:, window])
         scores = {
-            against: _level_scores(history, sample, paths, bottom, totals, settings)
+            against: _level_scores(history, sample, paths, deepar, spread, bottom, totals, settings)
             for against, (bottom, totals) in actuals.items()
         }
-        windows.append(WindowScores(cutoff, scores))
+        windows.append(WindowScores(cutoff, scores, spread))
         units = history.select(sample)
         sampled.append(
             SampledWindow(
                 cutoff=cutoff,
                 keys=units.keys,
-                paths={name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()},
+                paths={
+                    **{name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()},
+                    "deepar": widen(deepar[BOTTOM].paths, spread[BOTTOM]),
+                },
                 sales=panel.units[sample, window],
                 true_demand=None if truth is None else truth[sample, window],
                 histories=[u[s:] for u, s in zip(np.nan_to_num(units.units), units.start_index, strict=True)],
             )
         )
-    return BacktestResult(windows, seconds, len(panel.keys), sampled)
+    return BacktestResult(windows, seconds, len(panel.keys), sampled, fit_spreads(errors))
+
+
+def serving_spread(forecaster: str, spread: dict[str, float]) -> dict[str, float]:
+    """The spread factors a batch forecast with `forecaster` applies: DeepAR's, fitted on its own paths, at every
+    level; an ensemble with DeepAR takes them for the sums only; the other forecasters none (no factor was fitted
+    for them, their sums stay as summed)."""
+    if forecaster == "deepar":
+        return dict(spread)
+    if forecaster.startswith("deepar"):
+        return {level: factor for level, factor in spread.items() if level != BOTTOM}
+    return {}
+
+
+@dataclass(frozen=True)
+class _LevelForecast:
+    """DeepAR's paths at one level in one window (the sample's at the bottom, sums above) and what happened."""
+
+    paths: np.ndarray
+    actual: np.ndarray
+
+
+def _deepar_levels(
+    history: DemandPanel, sample: np.ndarray, deepar: np.ndarray, target: np.ndarray, units: np.ndarray, seed: int
+) -> dict[str, _LevelForecast]:
+    """DeepAR at every level: the sample at the bottom (censored days missing), Schaake-shuffled sums above."""
+    n_paths, horizon = deepar.shape[1:]
+    shuffled = schaake_shuffle(deepar, schaake_template(history.units, n_paths, horizon, seed=seed), seed)
+    out = {BOTTOM: _LevelForecast(deepar[sample], target[sample])}
+    for level, columns in LEVELS.items():
+        if level != BOTTOM:
+            group = _groups(history.keys, columns)
+            out[level] = _LevelForecast(sum_by_group(group, shuffled), sum_by_group(group, units))
+    return out
+
+
+def fit_spreads(errors: list[dict[str, _LevelForecast]]) -> dict[str, float]:
+    """Per level, the spread factor that fits DeepAR's errors in all of `errors`' windows best (1 without any)."""
+    if not errors:
+        return dict.fromkeys(LEVELS, 1.0)
+    return {
+        level: fit_spread(
+            np.concatenate([e[level].paths for e in errors]), np.concatenate([e[level].actual for e in errors])
+        )
+        for level in LEVELS
+    }
 
 
 def _window_paths(
@@ -182,57 +253,64 @@ def _window_paths(
     settings: BacktestSettings,
     progress: Callable[[str], None],
     cutoff: dt.date,
+    calibrating: bool,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Bottom-level paths: DeepAR and seasonal naive for every series, the slow baselines for the sample."""
+    """Bottom-level paths: DeepAR and seasonal naive for every series, the slow baselines for the sample; DeepAR
+    alone in a calibration window."""
     n, seed = settings.n_paths, settings.seed
     timing: dict[str, float] = {}
 
     def timed(name: str, run: Callable[[], np.ndarray]) -> np.ndarray:
-        progress(f"{cutoff}: {name}")
+        progress(f"{cutoff}: {name}" + (" (calibration window)" if calibrating else ""))
         started = time.perf_counter()
         out = run()
         timing[f"{name} predict"] = time.perf_counter() - started
         return out
 
+    paths = {"deepar": timed("deepar", lambda: models.deepar_paths(predictor, codes, history, n, seed))}
+    if calibrating:
+        return paths, timing
     sampled = history.select(sample)
-    return {
-        "deepar": timed("deepar", lambda: models.deepar_paths(predictor, codes, history, n, seed)),
-        "seasonal_naive": timed("seasonal_naive", lambda: models.seasonal_naive_paths(history, n_paths=n)),
-        "autoets": timed("autoets", lambda: models.autoets_paths(sampled, n_paths=n, seed=seed)),
-        "npts": timed("npts", lambda: models.npts_paths(sampled, n_paths=n, seed=seed)),
-    }, timing
+    paths["seasonal_naive"] = timed("seasonal_naive", lambda: models.seasonal_naive_paths(history, n_paths=n))
+    paths["autoets"] = timed("autoets", lambda: models.autoets_paths(sampled, n_paths=n, seed=seed))
+    paths["npts"] = timed("npts", lambda: models.npts_paths(sampled, n_paths=n, seed=seed))
+    return paths, timing
 
 
 def _level_scores(
     history: DemandPanel,
     sample: np.ndarray,
     paths: dict[str, np.ndarray],
+    deepar: dict[str, _LevelForecast],
+    spread: dict[str, float],
     actual: np.ndarray,
     totals: np.ndarray,
     settings: BacktestSettings,
 ) -> dict[str, dict[str, Scores]]:
-    """Scores per level and candidate. Aggregates: DeepAR and seasonal naive summed bottom-up over every series
-    after the Schaake shuffle, AutoETS and NPTS fitted on the aggregated history itself."""
+    """Scores per level and candidate. DeepAR: its paths at each level (`deepar`) widened by that level's spread
+    factor; seasonal naive summed bottom-up after the Schaake shuffle; AutoETS and NPTS fitted on the aggregated
+    history itself."""
     out: dict[str, dict[str, Scores]] = {}
     n_paths, horizon = paths["deepar"].shape[1:]
     template = schaake_template(history.units, n_paths, horizon, seed=settings.seed)
-    shuffled = {name: schaake_shuffle(paths[name], template, settings.seed) for name in ("deepar", "seasonal_naive")}
-    bottom = {name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()}
-    bottom["deepar+autoets"] = models.vincentize(bottom["deepar"], bottom["autoets"])
-    out[BOTTOM] = {name: score(actual[sample], p, history.target[sample]) for name, p in bottom.items()}
+    naive = schaake_shuffle(paths["seasonal_naive"], template, settings.seed)
     for level, columns in LEVELS.items():
+        raw = deepar[level].paths
         if level == BOTTOM:
-            continue
-        group = _groups(history.keys, columns)
-        aggregated = _aggregate_panel(history, group)
-        level_actual = sum_by_group(group, totals)
-        level_paths = {
-            "deepar": sum_by_group(group, shuffled["deepar"]),
-            "seasonal_naive": sum_by_group(group, shuffled["seasonal_naive"]),
-            "autoets": models.autoets_paths(aggregated, n_paths=settings.n_paths, seed=settings.seed).astype(float),
-            "npts": models.npts_paths(aggregated, n_paths=settings.n_paths, seed=settings.seed).astype(float),
-        }
+            level_actual, scale = actual[sample], history.target[sample]
+            level_paths = {name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()}
+        else:
+            group = _groups(history.keys, columns)
+            aggregated = _aggregate_panel(history, group)
+            level_actual, scale = sum_by_group(group, totals), aggregated.target
+            level_paths = {
+                "seasonal_naive": sum_by_group(group, naive),
+                "autoets": models.autoets_paths(aggregated, n_paths=settings.n_paths, seed=settings.seed).astype(float),
+                "npts": models.npts_paths(aggregated, n_paths=settings.n_paths, seed=settings.seed).astype(float),
+                INDEPENDENT_SUM: sum_by_group(group, paths["deepar"]),
+            }
+        level_paths["deepar"] = widen(raw, spread[level])
+        level_paths[UNCALIBRATED] = raw
         level_paths["deepar+autoets"] = models.vincentize(level_paths["deepar"], level_paths["autoets"])
-        level_paths[INDEPENDENT_SUM] = sum_by_group(group, paths["deepar"])
-        out[level] = {name: score(level_actual, p, aggregated.target) for name, p in level_paths.items()}
+        out[level] = {name: score(level_actual, p, scale) for name, p in level_paths.items()}
     return out

@@ -64,10 +64,6 @@ def score(
         rmsse = np.sqrt(((y - mean) ** 2 * mask).sum(axis=1)[scaled] / n_obs[scaled] / mse_scale[scaled])
 
     total = float(np.abs(y).sum())
-    losses = []
-    for q, level in zip(QUANTILES, levels, strict=True):
-        pinball = np.maximum(q * (y - level), (q - 1) * (y - level)) * mask
-        losses.append(2 * float(pinball.sum()) / total if total > 0 else float("nan"))
     low, high = levels[QUANTILES.index(0.1)], levels[QUANTILES.index(0.9)]
     covered = ((y >= low) & (y <= high) & mask).sum()
     observed_days = int(mask.sum())
@@ -75,7 +71,20 @@ def score(
         series=int(actual.shape[0]),
         mase=float(np.mean(mase)) if mase.size else float("nan"),
         rmsse=float(np.mean(rmsse)) if rmsse.size else float("nan"),
-        wql=float(np.mean(losses)),
+        wql=weighted_quantile_loss(y, levels, mask),
         coverage_80=float(covered / observed_days) if observed_days else float("nan"),
         bias=float(((mean - y) * mask).sum() / total) if total > 0 else float("nan"),
     )
+
+
+def weighted_quantile_loss(actual: np.ndarray, levels: np.ndarray, mask: np.ndarray) -> float:
+    """wQL of the quantile forecasts `levels` (quantile, series, horizon) at `QUANTILES` where `mask` holds."""
+    y = np.where(mask, actual, 0.0)
+    total = float(np.abs(y).sum())
+    if total <= 0:
+        return float("nan")
+    losses = [
+        2 * float((np.maximum(q * (y - level), (q - 1) * (y - level)) * mask).sum()) / total
+        for q, level in zip(QUANTILES, levels, strict=True)
+    ]
+    return float(np.mean(losses))

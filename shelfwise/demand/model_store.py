@@ -1,7 +1,8 @@
 """A demand model as a folder (the inside of `model.tar.gz`): which forecaster serves, its trained parts, and the
 versions of the libraries it was trained with.
 
-    model.json       the manifest (`ModelManifest`): forecaster, versions, settings, feature-set version
+    model.json       the manifest (`ModelManifest`): forecaster, versions, settings, feature-set version, spread
+                     factors
     deepar/          the DeepAR predictor trained on all of the history (GluonTS `serialize`), when one was trained
     backtest/        the DeepAR predictor trained before the first backtest window (evaluation only)
     static_codes.json  the integer codes of the static attributes both predictors were trained with
@@ -50,6 +51,9 @@ class ModelManifest:
     #: The day after the last day the final predictor learned from.
     trained_until: str
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Per hierarchy level ("store x sku", "store", ..., "total"), the factor the served paths are spread about
+    #: their mean by (`shelfwise.demand.aggregation.widen`), fitted on the backtest; a level left out keeps 1.
+    spread: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

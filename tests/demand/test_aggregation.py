@@ -1,10 +1,12 @@
-"""Sums of store x SKU forecasts: the Schaake shuffle keeps each series' forecast and restores shared shocks."""
+"""Sums of store x SKU forecasts: the Schaake shuffle keeps each series' forecast and restores shared shocks; the
+spread factor, fitted on past errors, makes intervals as wide as those errors were."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from shelfwise.demand.aggregation import schaake_shuffle, schaake_template, sum_by_group
+from shelfwise.demand.aggregation import SPREAD_GRID, fit_spread, schaake_shuffle, schaake_template, sum_by_group, widen
+from shelfwise.demand.backtest import BOTTOM, LEVELS, serving_spread
 from shelfwise.demand.metrics import score
 
 
@@ -46,3 +48,57 @@ def test_missing_history_does_not_break_the_template() -> None:
     template = schaake_template(history, n_paths=10, horizon=7)
     assert template.shape == (2, 10, 7)
     assert np.isfinite(template).all()
+
+
+def test_widening_keeps_the_mean_and_scales_the_spread() -> None:
+    rng = np.random.default_rng(2)
+    paths = rng.normal(100, 5, size=(3, 400, 28))
+    wide = widen(paths, 2.0)
+    assert np.allclose(wide.mean(axis=1), paths.mean(axis=1))
+    assert np.allclose(wide.std(axis=1), 2 * paths.std(axis=1))
+    # Far below the mean the floor holds: no negative demand.
+    assert widen(paths, 50.0).min() == 0.0
+
+
+def _overconfident(spread_truth: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A forecast with the right mean whose paths are `spread_truth` times too narrow, and what happened."""
+    rng = np.random.default_rng(seed)
+    mean = rng.uniform(200, 400, size=(40, 1))
+    paths = mean[:, :, None] + rng.normal(0, 10, size=(40, 300, 28))
+    actual = mean + rng.normal(0, 10 * spread_truth, size=(40, 28))
+    return paths, actual
+
+
+def test_the_fitted_spread_recovers_how_much_too_narrow_the_paths_were() -> None:
+    for truth in (0.5, 1.0, 3.0):
+        paths, actual = _overconfident(truth, seed=3)
+        assert abs(fit_spread(paths, actual) / truth - 1) < 0.15
+
+
+def test_a_spread_fitted_on_one_window_calibrates_the_next() -> None:
+    past_paths, past_actual = _overconfident(3.0, seed=4)
+    paths, actual = _overconfident(3.0, seed=5)
+    factor = fit_spread(past_paths, past_actual)
+    before = score(actual, paths, np.tile(actual, 3)).coverage_80
+    after = score(actual, widen(paths, factor), np.tile(actual, 3)).coverage_80
+    assert before < 0.4
+    assert 0.75 <= after <= 0.85
+
+
+def test_censored_days_do_not_count_in_the_fit_and_nothing_known_keeps_the_paths() -> None:
+    paths, actual = _overconfident(3.0, seed=6)
+    observed = np.ones(actual.shape, dtype=bool)
+    observed[:, ::2] = False
+    with_gaps = np.where(observed, actual, paths.mean(axis=1))  # the hidden days look exactly like the forecast
+    assert fit_spread(paths, with_gaps, observed) == fit_spread(paths[:, :, 1::2], actual[:, 1::2])
+    assert fit_spread(paths, np.full(actual.shape, np.nan)) == 1.0
+    assert 1.0 in SPREAD_GRID
+
+
+def test_serving_takes_deepars_factors_only_where_they_were_fitted() -> None:
+    spread = dict.fromkeys(LEVELS, 2.0)
+    assert serving_spread("deepar", spread) == spread
+    ensemble = serving_spread("deepar+autoets", spread)
+    assert BOTTOM not in ensemble
+    assert set(ensemble) == set(LEVELS) - {BOTTOM}
+    assert serving_spread("autoets", spread) == {}

@@ -231,6 +231,11 @@ def test_evaluation_scores_every_candidate_at_every_level_and_selects_the_best(
     assert evaluation["windows"] == [str(AS_OF - dt.timedelta(days=56)), str(AS_OF - dt.timedelta(days=28))]
     assert evaluation["improvement_worst_window"] <= evaluation["improvement_over_seasonal_naive"]
     assert len(evaluation["examples"]) == 2
+    # DeepAR's spread factor per level, and the 80% coverage it gave against what the paths had before it.
+    assert set(evaluation["calibration"]) == set(levels)
+    for level, calibration in evaluation["calibration"].items():
+        assert calibration["spread"] > 0
+        assert calibration["coverage_80"] == pytest.approx(levels[level]["deepar"]["coverage_80"])
 
 
 def test_the_package_is_the_selection_with_the_versions_it_was_trained_with(
@@ -239,6 +244,7 @@ def test_the_package_is_the_selection_with_the_versions_it_was_trained_with(
     out, evaluation = evaluated
     archive = out / "package" / "model.tar.gz"
     assert model_store.installed_versions() == evaluation["versions"]
+    from shelfwise.demand.backtest import serving_spread
     from shelfwise.model_cache import sha256_of
 
     assert sha256_of(archive) == evaluation["artifact"]["sha256"]
@@ -248,6 +254,8 @@ def test_the_package_is_the_selection_with_the_versions_it_was_trained_with(
     assert manifest.forecaster == evaluation["selected"]
     assert manifest.model_version == evaluation["model_version"]
     assert not (tmp_path / model_store.BACKTEST_PREDICTOR).exists()  # evaluation only: not served
+    fitted = {level: c["spread"] for level, c in evaluation["calibration"].items()}
+    assert manifest.spread == serving_spread(manifest.forecaster, fitted)
 
 
 def test_the_gate_passes_deepar_and_fails_a_deepar_trained_on_shuffled_targets(

@@ -1,0 +1,120 @@
+"""`shelfwise bench inventory --data world|world:DIR`: ordering from the forecast against the textbook policy.
+
+On the synthetic world's true demand over the last 28 days (what stockouts hid included), a sample of store x SKUs
+replays two periodic-review order-up-to policies with lost sales (`shelfwise.demand.inventory_backtest`): the
+service-level quantile of the forecast's cumulative demand (DeepAR, trained before the window, its paths widened by
+the spread factor fitted on the window before, as served) against the textbook seasonal-naive mean plus
+z x sigma x sqrt(L + R). Both know only what was known on the window's eve.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shelfwise.bench.forecast import DEFAULT_WORLD, demand_frames, resolve_world, true_demand
+from shelfwise.demand.inventory_backtest import PolicyOutcome
+from shelfwise.demand.series import DemandPanel
+
+SERVICE_LEVELS: tuple[float, ...] = (0.90, 0.95, 0.98)
+POLICIES: tuple[str, str] = ("forecast", "textbook")
+
+
+def inventory_table(outcomes: list[PolicyOutcome], lead_time: int, review: int) -> Table:
+    table = Table(
+        title=f"{outcomes[0].series:,} store x SKU, last 28 days of true demand: review every {review} days, "
+        f"lead time {lead_time} days, lost sales"
+    )
+    for column in ("target", "policy", "cycle service", "fill rate", "avg units on hand", "lost units", "cost"):
+        table.add_column(column, justify="right")
+    for o in outcomes:
+        table.add_row(
+            f"{o.service_level:.2f}",
+            "forecast quantile" if o.policy == "forecast" else "textbook (normal)",
+            f"{o.cycle_service_level:.3f}",
+            f"{o.fill_rate:.3f}",
+            f"{o.average_on_hand:,.0f}",
+            f"{o.lost_sales:,.0f}",
+            f"{o.total_cost:,.0f}",
+        )
+    return table
+
+
+def key_line(outcomes: list[PolicyOutcome]) -> str:
+    """Per target: the forecast policy's stock and lost sales as ratios of the textbook's, and both services."""
+    parts = []
+    for alpha in sorted({o.service_level for o in outcomes}):
+        mine, textbook = (next(o for o in outcomes if o.service_level == alpha and o.policy == p) for p in POLICIES)
+        parts.append(
+            f"{alpha:.2f}: service {mine.cycle_service_level:.3f} vs {textbook.cycle_service_level:.3f}, "
+            f"stock x{mine.average_on_hand / textbook.average_on_hand:.2f}, "
+            f"lost sales x{mine.lost_sales / max(textbook.lost_sales, 1e-9):.2f}, "
+            f"cost x{mine.total_cost / textbook.total_cost:.2f}"
+        )
+    return "inventory (forecast vs textbook): " + "; ".join(parts)
+
+
+def eligible_series(panel: DemandPanel, first_cutoff: int, last_cutoff: int) -> np.ndarray:
+    """Series with four weeks of history before the first window that are still on sale on the last one's eve."""
+    launched = panel.start_index <= first_cutoff - 28
+    on_sale = np.isfinite(panel.units[:, last_cutoff - 1])
+    return np.flatnonzero(launched & on_sale)
+
+
+def command(
+    data: Annotated[str, typer.Option("--data", help=f"{DEFAULT_WORLD} or world:DIR (a synthetic world).")] = (
+        DEFAULT_WORLD
+    ),
+    series: Annotated[int, typer.Option(min=1, help="Store x SKU series replayed (a fixed random sample).")] = 1000,
+    epochs: Annotated[int, typer.Option(min=1, help="DeepAR training epochs.")] = 10,
+    lead_time: Annotated[int, typer.Option(min=0, help="Days from an order to its arrival.")] = 2,
+    review: Annotated[int, typer.Option(min=1, help="Days between two orders.")] = 7,
+    paths: Annotated[int, typer.Option(min=20, help="Sample paths per series.")] = 200,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Cycle service, fill rate, stock, lost sales and cost of both policies at service levels 0.90, 0.95, 0.98."""
+    from shelfwise.config import settings
+    from shelfwise.demand.aggregation import fit_spread, widen
+    from shelfwise.demand.backtest import training_days
+    from shelfwise.demand.inventory_backtest import compare_policies
+    from shelfwise.demand.models import HORIZON, DeepARSettings, deepar_paths, train_deepar
+    from shelfwise.demand.series import build_panel
+
+    if lead_time + review > HORIZON:
+        raise typer.BadParameter(f"lead time + review must be at most {HORIZON} days", param_hint="--review")
+    console = Console()
+    label, world = resolve_world(data)
+    with console.status("demand features (Spark)"):
+        daily, static = demand_frames(world)
+        panel = build_panel(daily, static)
+        truth = true_demand(world, panel)
+    if truth is None:
+        raise typer.BadParameter(f"{label} has no true demand (truth/demand.parquet): use a synthetic world")
+    calibration, last = panel.n_days - 2 * HORIZON, panel.n_days - HORIZON
+    candidates = eligible_series(panel, calibration, last)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(candidates, size=min(series, len(candidates)), replace=False))
+    work = settings().work_dir / "bench" / "inventory"
+    with console.status(f"DeepAR ({epochs} epochs) on {len(panel.keys):,} series before the calibration window"):
+        started = time.perf_counter()
+        history = panel.head(training_days(panel.n_days, windows=1))
+        predictor, codes = train_deepar(history, DeepARSettings(epochs=epochs, seed=seed), work)
+        training_s = time.perf_counter() - started
+    with console.status("forecasting the calibration window and the last one"):
+        before = deepar_paths(predictor, codes, panel.head(calibration).select(sample), paths, seed)
+        spread = fit_spread(before, panel.target[sample, calibration:last])
+        forecast = widen(deepar_paths(predictor, codes, panel.head(last).select(sample), paths, seed), spread)
+    histories = [u[s:last] for u, s in zip(np.nan_to_num(panel.units[sample]), panel.start_index[sample], strict=True)]
+    outcomes = compare_policies(forecast, truth[sample, last:], histories, SERVICE_LEVELS, lead_time, review)
+    console.print(
+        f"{label}: {len(sample):,} of {len(candidates):,} store x SKUs on sale; window from "
+        f"{panel.start + dt.timedelta(days=last)}; DeepAR trained in {training_s:.0f} s, spread factor {spread:.2f}"
+    )
+    console.print(inventory_table(outcomes, lead_time, review))
+    console.print(key_line(outcomes), soft_wrap=True)
