@@ -7,6 +7,10 @@ so nothing it learned reaches into a window. Every level of the hierarchy is sco
 bias); DeepAR's paths at each level are widened by a spread factor fitted on its errors in the windows before
 (`shelfwise.demand.aggregation`), and the factors fitted on every window go into the manifest for serving.
 
+DeepAR's sums are plain sums of its series, or its series reconciled to a forecast of the total
+(`shelfwise.demand.aggregation.reconcile_to_total`), whichever has the lower wQL averaged over every level; the
+DeepAR candidate is scored, and served, that way.
+
 Selection: the candidate (of `--candidates`, by default all) with the lowest store x SKU wQL over the windows.
 What users receive is never worse than the best classic method, because the classic methods are candidates too.
 The gate reads `improvement_worst_window`, the selected candidate's improvement over seasonal naive in its worst
@@ -77,6 +81,7 @@ def main(argv: list[str]) -> str:
         BOTTOM,
         CANDIDATES,
         LEVELS,
+        RECONCILED,
         UNCALIBRATED,
         BacktestSettings,
         run_backtest,
@@ -100,10 +105,18 @@ def main(argv: list[str]) -> str:
     backtest = model_store.load_predictor(model_dir, model_store.BACKTEST_PREDICTOR)
     result = run_backtest(panel, settings, work, trained=backtest, progress=lambda m: print(m, flush=True))
 
+    # DeepAR's sums are reconciled to the total if that did better over every level; the candidate is then scored
+    # (and served) reconciled, at the bottom too.
+    reconcile = result.reconcile()
+    deepar = RECONCILED if reconcile else "deepar"
+
+    def scored(model: str) -> str:
+        return deepar if model == "deepar" else model
+
     def wql(model: str, window: int | None = None) -> float:
         if window is None:
-            return result.mean("sales", BOTTOM, model, "wql")
-        return result.windows[window].scores["sales"][BOTTOM][model].wql
+            return result.mean("sales", BOTTOM, scored(model), "wql")
+        return result.windows[window].scores["sales"][BOTTOM][scored(model)].wql
 
     allowed = [c.strip() for c in args.candidates.split(",") if c.strip()] or list(CANDIDATES)
     unknown = sorted(set(allowed) - set(CANDIDATES))
@@ -131,25 +144,28 @@ def main(argv: list[str]) -> str:
             n_paths=args.serving_paths,
             trained_until=training["trained_until"],
             settings=training["settings"],
-            spread=serving_spread(selected, result.spread),
+            spread=serving_spread(selected, result.spread[deepar]),
+            reconcile_to_total=reconcile and selected == "deepar",
         ),
     )
     archive = pack(package, args.package_dir / "model.tar.gz")
     levels = {
         level: {
             model: {
-                metric: result.mean("sales", level, model, metric)
+                metric: result.mean("sales", level, scored(model), metric)
                 for metric in ("mase", "rmsse", "wql", "coverage_80", "bias")
             }
             for model in CANDIDATES
         }
         for level in LEVELS
     }
-    # What the spread factors did to DeepAR's 80% intervals, per level.
+    # Per level: DeepAR's plain sums against the reconciled ones, and what the spread factors did to the intervals.
     calibration = {
         level: {
-            "spread": result.spread[level],
-            "coverage_80": result.mean("sales", level, "deepar", "coverage_80"),
+            "spread": result.spread[deepar][level],
+            "wql_summed": result.mean("sales", level, "deepar", "wql"),
+            "wql_reconciled": result.mean("sales", level, RECONCILED, "wql"),
+            "coverage_80": result.mean("sales", level, deepar, "coverage_80"),
             "coverage_80_before": result.mean("sales", level, UNCALIBRATED, "coverage_80"),
         }
         for level in LEVELS
@@ -165,6 +181,7 @@ def main(argv: list[str]) -> str:
         "improvement_over_seasonal_naive": improvement,
         "improvement_worst_window": worst,
         "windows": [str(w.cutoff) for w in result.windows],
+        "reconciled_to_total": reconcile,
         "calibration": calibration,
         "series": result.series,
         "sampled_series": result.windows[0].scores["sales"][BOTTOM][selected].series,

@@ -5,8 +5,9 @@ versions of gluonts, torch and pandas (`shelfwise.demand.model_store`: a mismatc
 features' feature-set version. The features must be one `as_of` (the partitions the day's feature job wrote).
 
 Active: on sale on the last day of the history (a SKU off sale is not forecast). A series with less than four weeks
-of history is a cold start: its forecast is DeepAR's (a global model that knows the SKU's category, department,
-price tier, store and age) whichever forecaster was selected, and it says `cold_start: true`.
+of history is a cold start: whichever forecaster was selected, its forecast is the attribute model's, fitted on the
+same history (`shelfwise.demand.cold_start`: store, category, price tier and age, and what the series and its SKU sold
+so far), and it says `cold_start: true`.
 
 Writes `forecasts.parquet` (store_id, sku, date, mean, p05 .. p95, cold_start, model_version, as_of: the 28 days
 from as_of) and `online_records.jsonl` (what the online store holds: one line per series and per sum, see
@@ -58,7 +59,13 @@ def main(argv: list[str]) -> str:
     args = parse_args(argv)
     install_wheelhouse(args.wheels_dir)
     from shelfwise.demand import model_store
-    from shelfwise.demand.batch_forecast import aggregate_records, forecast_active, forecast_frame, series_records
+    from shelfwise.demand.batch_forecast import (
+        aggregate_records,
+        forecast_active,
+        forecast_frame,
+        series_records,
+        served_paths,
+    )
     from shelfwise.demand.keys import FEATURE_SET_VERSION
     from shelfwise.demand.publish import online_line
     from shelfwise.demand.series import build_panel
@@ -89,7 +96,8 @@ def main(argv: list[str]) -> str:
 
     deepar = model_store.load_predictor(model_dir, model_store.FINAL_PREDICTOR)
     batch = forecast_active(panel, manifest.forecaster, deepar, manifest.n_paths, args.seed)
-    panel, paths, cold = batch.panel, batch.paths, batch.cold_start
+    panel, cold = batch.panel, batch.cold_start
+    paths = served_paths(batch, manifest.spread, manifest.reconcile_to_total, args.seed)
     first_day = panel.end
     args.predictions_dir.mkdir(parents=True, exist_ok=True)
     frame = forecast_frame(panel.keys, paths, first_day, cold).assign(
@@ -100,7 +108,9 @@ def main(argv: list[str]) -> str:
     with (args.predictions_dir / ONLINE_RECORDS).open("w", encoding="utf-8") as online:
         records = itertools.chain(  # streamed: a record is 3,000 numbers, a run 10,000s of records
             series_records(panel.keys, paths, first_day, manifest.model_version, cold),
-            aggregate_records(panel.keys, paths, panel.units, first_day, manifest.model_version, cold, args.seed),
+            aggregate_records(
+                panel.keys, paths, panel.units, first_day, manifest.model_version, cold, args.seed, manifest.spread
+            ),
         )
         for record in records:
             online.write(json.dumps(online_line(record), separators=(",", ":")) + "\n")

@@ -27,7 +27,9 @@ from shelfwise.demand.backtest import (
     CANDIDATES,
     INDEPENDENT_SUM,
     LEVELS,
+    RECONCILED,
     UNCALIBRATED,
+    VARIANTS,
     BacktestResult,
     BacktestSettings,
 )
@@ -117,14 +119,14 @@ def results_table(result: BacktestResult, against: str) -> Table:
     table.add_column("model")
     for level in LEVELS:
         table.add_column(level, justify="right")
-    for model in CANDIDATES:
+    for model in (*CANDIDATES, RECONCILED, UNCALIBRATED):
         cells = []
         for level in LEVELS:
             wql = result.mean(against, level, model, "wql")
-            best = min(result.mean(against, level, m, "wql") for m in CANDIDATES)
+            best = min(result.mean(against, level, m, "wql") for m in (*CANDIDATES, RECONCILED))
             text = f"{wql:.3f} ({result.mean(against, level, model, 'mase'):.2f})"
             cells.append(f"[bold]{text}[/bold]" if wql == best else text)
-        table.add_row(CANDIDATE_NAMES[model], *cells)
+        table.add_row(CANDIDATE_NAMES.get(model, model), *cells)
     return table
 
 
@@ -133,9 +135,9 @@ def calibration_table(result: BacktestResult, against: str) -> Table:
     table.add_column("model")
     for level in LEVELS:
         table.add_column(level, justify="right")
-    for model in CANDIDATES:
+    for model in (*CANDIDATES, RECONCILED):
         table.add_row(
-            CANDIDATE_NAMES[model],
+            CANDIDATE_NAMES.get(model, model),
             *(
                 f"{result.mean(against, lv, model, 'coverage_80'):.2f} / {result.mean(against, lv, model, 'bias'):+.2f}"
                 for lv in LEVELS
@@ -151,10 +153,11 @@ def calibration_table(result: BacktestResult, against: str) -> Table:
         "",
         *(f"{result.mean(against, lv, INDEPENDENT_SUM, 'coverage_80'):.2f}" for lv in aggregates),
     )
-    table.add_row(
-        "DeepAR's spread factor per window",
-        *(" / ".join(f"{w.spread[lv]:.2f}" for w in result.windows) for lv in LEVELS),
-    )
+    for variant in VARIANTS:
+        table.add_row(
+            f"spread factor per window, {CANDIDATE_NAMES.get(variant, variant)}",
+            *(" / ".join(f"{w.spread[variant][lv]:.2f}" for w in result.windows) for lv in LEVELS),
+        )
     return table
 
 
@@ -162,13 +165,19 @@ def key_line(result: BacktestResult) -> str:
     def wql(model: str, level: str = BOTTOM) -> float:
         return result.mean("sales", level, model, "wql")
 
+    def coverage(model: str, level: str) -> float:
+        return result.mean("sales", level, model, "coverage_80")
+
     best = min(CANDIDATES, key=wql)
     return (
         f"forecast: {result.series:,} series, windows from {', '.join(str(w.cutoff) for w in result.windows)}; "
         f"store x SKU wQL: best {CANDIDATE_NAMES[best]} {wql(best):.3f}, DeepAR {wql('deepar'):.3f} "
         f"({1 - wql('deepar') / wql(BASELINE):+.1%} vs seasonal naive, "
         f"{1 - wql('deepar') / wql('autoets'):+.1%} vs AutoETS); total wQL DeepAR {wql('deepar', 'total'):.3f}, "
-        f"AutoETS {wql('autoets', 'total'):.3f}; DeepAR training {result.seconds['deepar training']:.0f} s, "
+        f"AutoETS {wql('autoets', 'total'):.3f}, DeepAR reconciled {wql(RECONCILED, 'total'):.3f}; "
+        f"DeepAR's 80% coverage {coverage('deepar', BOTTOM):.2f} (store x SKU) to {coverage('deepar', 'total'):.2f} "
+        f"(total), reconciled {coverage(RECONCILED, BOTTOM):.2f} to {coverage(RECONCILED, 'total'):.2f}; "
+        f"DeepAR training {result.seconds['deepar training']:.0f} s, "
         f"predicting {result.seconds['deepar predict']:.0f} s"
     )
 
@@ -231,21 +240,35 @@ def command(
     if forecast_out is not None:
         best = min(CANDIDATES, key=lambda m: result.mean("sales", BOTTOM, m, "wql"))
         with console.status(f"{CANDIDATE_NAMES[best]} on all of the history"):
-            rows = write_forecasts(panel, best, DeepARSettings(epochs=epochs, seed=seed), work, forecast_out, seed)
+            rows = write_forecasts(
+                panel, best, DeepARSettings(epochs=epochs, seed=seed), work, forecast_out, seed, result
+            )
         console.print(
             f"{rows:,} rows ({CANDIDATE_NAMES[best]}, the next 28 days of every series on sale) -> {forecast_out}"
         )
 
 
 def write_forecasts(
-    panel: DemandPanel, forecaster: str, settings: DeepARSettings, work: Path, out: Path, seed: int
+    panel: DemandPanel,
+    forecaster: str,
+    settings: DeepARSettings,
+    work: Path,
+    out: Path,
+    seed: int,
+    backtest: BacktestResult | None = None,
 ) -> int:
-    """The next 28 days of every series on sale on the panel's last day, as the batch forecast computes them."""
-    from shelfwise.demand.batch_forecast import forecast_active, forecast_frame
+    """The next 28 days of every series on sale on the panel's last day, as the batch forecast computes them (with
+    the reconciliation and spread factors `backtest` chose, if given)."""
+    from shelfwise.demand.backtest import serving_spread
+    from shelfwise.demand.batch_forecast import forecast_active, forecast_frame, served_paths
     from shelfwise.demand.models import train_deepar
 
     batch = forecast_active(panel, forecaster, train_deepar(panel, settings, work / "all-history"), 200, seed)
-    frame = forecast_frame(batch.panel.keys, batch.paths, panel.end, batch.cold_start).drop(columns=["cold_start"])
+    reconcile = backtest is not None and forecaster == "deepar" and backtest.reconcile()
+    variant = RECONCILED if reconcile else "deepar"
+    spread = {} if backtest is None else serving_spread(forecaster, backtest.spread[variant])
+    paths = served_paths(batch, spread, reconcile, seed)
+    frame = forecast_frame(batch.panel.keys, paths, panel.end, batch.cold_start).drop(columns=["cold_start"])
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False, float_format="%.3f")
     return len(frame)

@@ -12,13 +12,21 @@ The shuffle restores the dependence history shows, not the errors a model makes 
 holiday's lift misjudged everywhere): sums still come out too narrow. So each level's sums are then spread about
 their mean by a factor fitted on earlier backtest windows (`fit_spread`, the factor with the lowest wQL there),
 which keeps the means coherent and makes the intervals as wide as the model's past errors at that level.
+
+A model of the series misjudges their sum in the same direction everywhere (a holiday's lift too small for every
+SKU): `reconcile_to_total` scales every series' paths so that the total follows a forecast of the total itself
+(top-down by the series' own shares, path by path), and every level in between moves with it. Whether that beats
+the plain sums is the backtest's to say (`shelfwise.demand.backtest`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
+from shelfwise.demand import models
 from shelfwise.demand.metrics import QUANTILES, SEASON, weighted_quantile_loss
+from shelfwise.demand.series import DemandPanel
 
 #: Spread factors tried by `fit_spread`: a quarter of the paths' width to eight times it, 1 (as drawn) included.
 SPREAD_GRID: tuple[float, ...] = tuple(float(2**e) for e in np.linspace(-2, 3, 41))
@@ -79,3 +87,33 @@ def fit_spread(paths: np.ndarray, actual: np.ndarray, observed: np.ndarray | Non
     if np.all(np.isnan(losses)):
         return 1.0
     return SPREAD_GRID[int(np.nanargmin(losses))]
+
+
+def reconcile_to_total(shuffled: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Series' paths (series, paths, horizon), already in the Schaake order, scaled path by path and day by day so
+    that their sum has the distribution of `total` (1, paths, horizon): the k-th smallest sum becomes the k-th
+    smallest total. Every sum of the scaled paths is coherent with the others; each series keeps its share."""
+    sums = shuffled.sum(axis=0)
+    ranks = np.argsort(np.argsort(sums, axis=0, kind="stable"), axis=0)
+    target = np.take_along_axis(np.sort(total[0], axis=0), ranks, axis=0)
+    ratio = np.divide(target, sums, out=np.ones_like(sums, dtype=np.float64), where=sums > 0)
+    reconciled: np.ndarray = shuffled * ratio[None, :, :]
+    return reconciled
+
+
+def aggregate_panel(panel: DemandPanel, group: np.ndarray) -> DemandPanel:
+    """Summed histories of each group, as a panel the statistical models can fit."""
+    units = sum_by_group(group, panel.units).astype(np.float32)
+    starts = np.full(units.shape[0], panel.n_days, dtype=np.int64)
+    np.minimum.at(starts, group, panel.start_index)
+    keys = pd.DataFrame({"group": np.arange(units.shape[0])})
+    return DemandPanel(keys, panel.start, units, np.zeros(units.shape, dtype=bool), starts, starts)
+
+
+def total_forecast(history: DemandPanel, shuffled: np.ndarray, seed: int = 0) -> np.ndarray:
+    """What the series are reconciled to: the mean of the quantiles of their summed paths and of AutoETS fitted on
+    the total's own history (1, paths, horizon), which beat either alone at the total on the default world."""
+    n_paths, horizon = shuffled.shape[1:]
+    everything = aggregate_panel(history, np.zeros(len(history.keys), dtype=np.int64))
+    autoets = models.autoets_paths(everything, horizon, n_paths, seed).astype(np.float64)
+    return models.vincentize(shuffled.sum(axis=0, keepdims=True), autoets)

@@ -18,7 +18,16 @@ import numpy as np
 import pandas as pd
 
 from shelfwise.demand import models
-from shelfwise.demand.aggregation import fit_spread, schaake_shuffle, schaake_template, sum_by_group, widen
+from shelfwise.demand.aggregation import (
+    aggregate_panel,
+    fit_spread,
+    reconcile_to_total,
+    schaake_shuffle,
+    schaake_template,
+    sum_by_group,
+    total_forecast,
+    widen,
+)
 from shelfwise.demand.metrics import SEASON, Scores, score
 from shelfwise.demand.pipeline import CANDIDATE_NAMES
 from shelfwise.demand.series import DemandPanel
@@ -42,6 +51,11 @@ INDEPENDENT_SUM = "deepar (independent sum)"
 UNCALIBRATED = "deepar (uncalibrated)"
 #: Windows before the scored ones, where DeepAR's errors only fit the spread factors of the first scored window.
 CALIBRATION_WINDOWS = 1
+#: DeepAR's paths reconciled to a forecast of the total (`aggregation.reconcile_to_total`): the mean of the
+#: quantiles of DeepAR's sum and of AutoETS fitted on the total.
+RECONCILED = "deepar (reconciled to the total)"
+#: DeepAR's two ways to sums: plain sums (bottom-up) and reconciled to the total.
+VARIANTS: tuple[str, str] = ("deepar", RECONCILED)
 
 
 @dataclass(frozen=True)
@@ -60,8 +74,8 @@ class WindowScores:
     cutoff: dt.date
     #: scores[against][level][model]; `against` is "sales" (censored days left out) or "true demand".
     scores: dict[str, dict[str, dict[str, Scores]]]
-    #: The spread factor per level DeepAR's paths were widened by (fitted on the windows before this one).
-    spread: dict[str, float]
+    #: spread[variant][level]: the factor DeepAR's paths were widened by (fitted on the windows before this one).
+    spread: dict[str, dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -82,8 +96,16 @@ class BacktestResult:
     seconds: dict[str, float]
     series: int
     sampled: list[SampledWindow]
-    #: Spread factors per level fitted on every window: what the batch forecast widens DeepAR's paths by.
-    spread: dict[str, float]
+    #: spread[variant][level] fitted on every window: what the batch forecast widens DeepAR's paths by.
+    spread: dict[str, dict[str, float]]
+
+    def mean_over_levels(self, model: str, metric: str = "wql", against: str = "sales") -> float:
+        """A metric averaged over the windows and the levels, each level weighing the same."""
+        return float(np.mean([self.mean(against, level, model, metric) for level in LEVELS]))
+
+    def reconcile(self) -> bool:
+        """Whether DeepAR reconciled to the total did better than its plain sums, over every level."""
+        return self.mean_over_levels(RECONCILED) < self.mean_over_levels("deepar")
 
     @property
     def last_window(self) -> SampledWindow:
@@ -103,15 +125,6 @@ def _groups(keys: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     if not columns:
         return np.zeros(len(keys), dtype=np.int64)
     return keys.groupby(list(columns), sort=True).ngroup().to_numpy()
-
-
-def _aggregate_panel(panel: DemandPanel, group: np.ndarray) -> DemandPanel:
-    """Summed histories of each group, as a panel the statistical models can fit."""
-    units = sum_by_group(group, panel.units).astype(np.float32)
-    starts = np.full(units.shape[0], panel.n_days, dtype=np.int64)
-    np.minimum.at(starts, group, panel.start_index)
-    keys = pd.DataFrame({"group": np.arange(units.shape[0])})
-    return DemandPanel(keys, panel.start, units, np.zeros(units.shape, dtype=bool), starts, starts)
 
 
 def training_days(n_days: int, windows: int, horizon: int = models.HORIZON) -> int:
@@ -155,7 +168,7 @@ def run_backtest(
         predictor, codes = trained
 
     windows, sampled = [], []
-    errors: list[dict[str, _LevelForecast]] = []
+    errors: dict[str, list[dict[str, _LevelForecast]]] = {variant: [] for variant in VARIANTS}
     for number, (cutoff, at) in enumerate(zip(cutoffs, index, strict=True)):
         history = panel.head(at)
         calibrating = number < CALIBRATION_WINDOWS
@@ -171,8 +184,9 @@ def run_backtest(
         deepar = _deepar_levels(
             history, sample, paths["deepar"], panel.target[:, window], panel.units[:, window], settings.seed
         )
-        spread = fit_spreads(errors)
-        errors.append(deepar)
+        spread = {variant: fit_spreads(errors[variant]) for variant in VARIANTS}
+        for variant in VARIANTS:
+            errors[variant].append(deepar[variant])
         if calibrating:
             continue
         actuals = {"sales": (panel.target[:, window], panel.units[:, window])}
@@ -190,20 +204,21 @@ def run_backtest(
                 keys=units.keys,
                 paths={
                     **{name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()},
-                    "deepar": widen(deepar[BOTTOM].paths, spread[BOTTOM]),
+                    "deepar": widen(deepar["deepar"][BOTTOM].paths, spread["deepar"][BOTTOM]),
                 },
                 sales=panel.units[sample, window],
                 true_demand=None if truth is None else truth[sample, window],
                 histories=[u[s:] for u, s in zip(np.nan_to_num(units.units), units.start_index, strict=True)],
             )
         )
-    return BacktestResult(windows, seconds, len(panel.keys), sampled, fit_spreads(errors))
+    spread = {variant: fit_spreads(errors[variant]) for variant in VARIANTS}
+    return BacktestResult(windows, seconds, len(panel.keys), sampled, spread)
 
 
 def serving_spread(forecaster: str, spread: dict[str, float]) -> dict[str, float]:
-    """The spread factors a batch forecast with `forecaster` applies: DeepAR's, fitted on its own paths, at every
-    level; an ensemble with DeepAR takes them for the sums only; the other forecasters none (no factor was fitted
-    for them, their sums stay as summed)."""
+    """The spread factors (of one DeepAR variant) a batch forecast with `forecaster` applies: all of them for
+    DeepAR, fitted on its own paths; the sums' for an ensemble with DeepAR; none for the other forecasters (no factor
+    was fitted for them, their sums stay as summed)."""
     if forecaster == "deepar":
         return dict(spread)
     if forecaster.startswith("deepar"):
@@ -221,15 +236,19 @@ class _LevelForecast:
 
 def _deepar_levels(
     history: DemandPanel, sample: np.ndarray, deepar: np.ndarray, target: np.ndarray, units: np.ndarray, seed: int
-) -> dict[str, _LevelForecast]:
-    """DeepAR at every level: the sample at the bottom (censored days missing), Schaake-shuffled sums above."""
+) -> dict[str, dict[str, _LevelForecast]]:
+    """DeepAR at every level, per variant: the sample at the bottom (censored days missing), sums above."""
     n_paths, horizon = deepar.shape[1:]
     shuffled = schaake_shuffle(deepar, schaake_template(history.units, n_paths, horizon, seed=seed), seed)
-    out = {BOTTOM: _LevelForecast(deepar[sample], target[sample])}
-    for level, columns in LEVELS.items():
-        if level != BOTTOM:
-            group = _groups(history.keys, columns)
-            out[level] = _LevelForecast(sum_by_group(group, shuffled), sum_by_group(group, units))
+    variants = {"deepar": shuffled, RECONCILED: reconcile_to_total(shuffled, total_forecast(history, shuffled, seed))}
+    out: dict[str, dict[str, _LevelForecast]] = {}
+    for variant, paths in variants.items():
+        # The Schaake order is the same for every series, so the sample's marginals are its paths as drawn.
+        out[variant] = {BOTTOM: _LevelForecast(paths[sample], target[sample])}
+        for level, columns in LEVELS.items():
+            if level != BOTTOM:
+                group = _groups(history.keys, columns)
+                out[variant][level] = _LevelForecast(sum_by_group(group, paths), sum_by_group(group, units))
     return out
 
 
@@ -281,27 +300,26 @@ def _level_scores(
     history: DemandPanel,
     sample: np.ndarray,
     paths: dict[str, np.ndarray],
-    deepar: dict[str, _LevelForecast],
-    spread: dict[str, float],
+    deepar: dict[str, dict[str, _LevelForecast]],
+    spread: dict[str, dict[str, float]],
     actual: np.ndarray,
     totals: np.ndarray,
     settings: BacktestSettings,
 ) -> dict[str, dict[str, Scores]]:
-    """Scores per level and candidate. DeepAR: its paths at each level (`deepar`) widened by that level's spread
-    factor; seasonal naive summed bottom-up after the Schaake shuffle; AutoETS and NPTS fitted on the aggregated
-    history itself."""
+    """Scores per level and candidate. DeepAR: its paths at each level (`deepar`, both variants) widened by that
+    level's spread factor; seasonal naive summed bottom-up after the Schaake shuffle; AutoETS and NPTS fitted on the
+    aggregated history itself."""
     out: dict[str, dict[str, Scores]] = {}
     n_paths, horizon = paths["deepar"].shape[1:]
     template = schaake_template(history.units, n_paths, horizon, seed=settings.seed)
     naive = schaake_shuffle(paths["seasonal_naive"], template, settings.seed)
     for level, columns in LEVELS.items():
-        raw = deepar[level].paths
         if level == BOTTOM:
             level_actual, scale = actual[sample], history.target[sample]
             level_paths = {name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()}
         else:
             group = _groups(history.keys, columns)
-            aggregated = _aggregate_panel(history, group)
+            aggregated = aggregate_panel(history, group)
             level_actual, scale = sum_by_group(group, totals), aggregated.target
             level_paths = {
                 "seasonal_naive": sum_by_group(group, naive),
@@ -309,8 +327,9 @@ def _level_scores(
                 "npts": models.npts_paths(aggregated, n_paths=settings.n_paths, seed=settings.seed).astype(float),
                 INDEPENDENT_SUM: sum_by_group(group, paths["deepar"]),
             }
-        level_paths["deepar"] = widen(raw, spread[level])
-        level_paths[UNCALIBRATED] = raw
+        for variant in VARIANTS:
+            level_paths[variant] = widen(deepar[variant][level].paths, spread[variant][level])
+        level_paths[UNCALIBRATED] = deepar["deepar"][level].paths
         level_paths["deepar+autoets"] = models.vincentize(level_paths["deepar"], level_paths["autoets"])
         out[level] = {name: score(level_actual, p, scale) for name, p in level_paths.items()}
     return out

@@ -4,23 +4,33 @@ Sums (a region, a store, a category, a department, the total) are forecast botto
 reordered with the Schaake shuffle so that they carry the dependence history showed between series
 (`shelfwise.demand.aggregation`), are added path by path. Every path of a sum is a sum of paths, so means add up
 exactly at every level (the forecasts are coherent) and each sum's quantiles and cumulative distribution come from
-its own paths.
+its own paths. What the backtest chose is applied first: the series reconciled to a forecast of the total, and each
+level's paths widened about their mean by its spread factor, which keeps the means coherent (`served_paths`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from shelfwise.demand.aggregation import schaake_shuffle, schaake_template, sum_by_group
+from shelfwise.demand.aggregation import (
+    reconcile_to_total,
+    schaake_shuffle,
+    schaake_template,
+    sum_by_group,
+    total_forecast,
+    widen,
+)
+from shelfwise.demand.backtest import BOTTOM
+from shelfwise.demand.cold_start import cold_start_paths
 from shelfwise.demand.forecast_records import DAILY_QUANTILES, ForecastRecord, forecast_records, quantile_name
 from shelfwise.demand.keys import TOTAL, AggregateLevel
-from shelfwise.demand.models import HORIZON, StaticCodes, deepar_paths, forecast_paths
+from shelfwise.demand.models import HORIZON, StaticCodes, forecast_paths
 from shelfwise.demand.publish import AggregateRecord
 from shelfwise.demand.series import DemandPanel
 
@@ -50,15 +60,33 @@ def forecast_active(
     panel: DemandPanel, forecaster: str, deepar: tuple[Any, StaticCodes], n_paths: int, seed: int = 0
 ) -> BatchForecast:
     """Every series on sale on the last day (a SKU off sale is not forecast) with `forecaster`; a cold start (less
-    than `COLD_START_DAYS` of history) with DeepAR, a global model that knows the SKU's attributes and age."""
+    than `COLD_START_DAYS` of history) with the attribute model fitted on the same history
+    (`shelfwise.demand.cold_start`: its store, category, price tier and age, and what it and its SKU sold so far)."""
     active = panel.select(np.isfinite(panel.units[:, -1]))
     cold = (active.n_days - active.start_index) < COLD_START_DAYS
     paths = np.zeros((len(active.keys), n_paths, HORIZON), dtype=np.float32)
     if (~cold).any():
         paths[~cold] = forecast_paths(forecaster, active.select(~cold), deepar, n_paths, seed)
     if cold.any():
-        paths[cold] = deepar_paths(deepar[0], deepar[1], active.select(cold), n_paths, seed)
+        paths[cold] = cold_start_paths(panel, active.select(cold), n_paths, seed)
     return BatchForecast(active, paths, cold)
+
+
+def served_paths(batch: BatchForecast, spread: Mapping[str, float], reconcile: bool, seed: int = 0) -> np.ndarray:
+    """The paths served for the series: reconciled to a forecast of the total if the model says so
+    (`ModelManifest.reconcile_to_total`), then, but for cold starts, widened by the store x SKU spread factor."""
+    paths = batch.paths
+    if reconcile:
+        n_paths, horizon = paths.shape[1:]
+        template = schaake_template(batch.panel.units, n_paths, horizon, seed=seed)
+        shuffled = schaake_shuffle(np.maximum(paths, 0.0), template, seed)
+        paths = reconcile_to_total(shuffled, total_forecast(batch.panel, shuffled, seed)).astype(np.float32)
+    factor = spread.get(BOTTOM, 1.0)
+    if factor != 1.0:
+        paths = paths.copy()
+        warm = ~batch.cold_start
+        paths[warm] = widen(paths[warm], factor)
+    return paths
 
 
 def series_records(
@@ -76,9 +104,11 @@ def aggregate_records(
     model_version: str,
     cold_start: np.ndarray,
     seed: int = 0,
+    spread: Mapping[str, float] | None = None,
 ) -> Iterator[AggregateRecord]:
     """The forecast of every sum at every level (`LEVEL_COLUMNS`) from the series' `paths` (series, paths, days);
-    `history` (series, days) is what the Schaake shuffle takes the dependence between series from."""
+    `history` (series, days) is what the Schaake shuffle takes the dependence between series from; each level's
+    sums are widened by its `spread` factor (`ModelManifest.spread`)."""
     n_paths, horizon = paths.shape[1:]
     template = schaake_template(history, n_paths, horizon, seed=seed)
     shuffled = schaake_shuffle(np.maximum(paths, 0.0), template, seed)
@@ -88,7 +118,7 @@ def aggregate_records(
         else:
             codes, uniques = pd.factorize(keys[column].astype(str), sort=True)
             names, group = np.asarray(uniques, dtype=object), codes.astype(np.int64)
-        sums = sum_by_group(group, shuffled)
+        sums = widen(sum_by_group(group, shuffled), (spread or {}).get(level, 1.0))
         cold = np.zeros(len(names), dtype=bool)
         np.logical_or.at(cold, group, cold_start)
         labels = [("", "")] * len(names)

@@ -24,6 +24,19 @@ def demo_report(lake: Any, world_dir: Path, evaluation: Mapping[str, Any]) -> De
     for model, name in CANDIDATE_NAMES.items():
         cells = [f"{levels[level][model]['wql']:.3f}" if model in levels.get(level, {}) else "-" for level in _LEVELS]
         rows.append((f"{name}{' (selected)' if model == selected else ''}", *cells))
+    calibration = evaluation.get("calibration", {})
+    if calibration:
+        for key, name in (("wql_summed", "DeepAR, plain sums"), ("wql_reconciled", "DeepAR, reconciled to the total")):
+            rows.append((f"  {name}", *(f"{calibration[level][key]:.3f}" for level in _LEVELS)))
+        rows.append(
+            (
+                "  DeepAR 80% coverage, before -> after its spread factor",
+                *(
+                    f"{calibration[level]['coverage_80_before']:.0%} -> {calibration[level]['coverage_80']:.0%}"
+                    for level in _LEVELS
+                ),
+            )
+        )
     notes = []
     if evaluation:
         bottom = levels["store x sku"][selected]
@@ -36,8 +49,11 @@ def demo_report(lake: Any, world_dir: Path, evaluation: Mapping[str, Any]) -> De
             f"seasonal naive over the windows, {evaluation['improvement_worst_window']:+.1%} in the worst (the gate's "
             "figure).",
             f"80% intervals of the selected model cover {bottom['coverage_80']:.0%} of store x SKU days and "
-            f"{total['coverage_80']:.0%} of the total's (target 80%); sums are bottom-up (coherent), after the "
-            "Schaake shuffle.",
+            f"{total['coverage_80']:.0%} of the total's (target 80%). Sums are sums of the series' paths after the "
+            "Schaake shuffle, so every level adds up; DeepAR's series are "
+            + ("reconciled to a forecast of the total first" if evaluation.get("reconciled_to_total") else "summed")
+            + " (what did better over every level), and each level's paths are widened by a factor fitted on the "
+            "windows before.",
         ]
     picture = _fan_charts(lake, world_dir, evaluation)
     if picture is not None:

@@ -54,6 +54,8 @@ class ModelManifest:
     #: Per hierarchy level ("store x sku", "store", ..., "total"), the factor the served paths are spread about
     #: their mean by (`shelfwise.demand.aggregation.widen`), fitted on the backtest; a level left out keeps 1.
     spread: dict[str, float] = field(default_factory=dict)
+    #: Whether the series' paths are reconciled to a forecast of the total before anything is summed or served.
+    reconcile_to_total: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -65,6 +65,9 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
         "seasonal naive (weekly)",
         "NPTS",
         "mean of DeepAR and AutoETS quantiles",
+        "  DeepAR, plain sums",
+        "  DeepAR, reconciled to the total",
+        "  DeepAR 80% coverage, before -> after its spread factor",
     ]
     assert sum(row[0].endswith("(selected)") for row in demand.rows) == 1
     assert demand.picture is not None

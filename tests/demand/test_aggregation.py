@@ -4,8 +4,17 @@ spread factor, fitted on past errors, makes intervals as wide as those errors we
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from shelfwise.demand.aggregation import SPREAD_GRID, fit_spread, schaake_shuffle, schaake_template, sum_by_group, widen
+from shelfwise.demand.aggregation import (
+    SPREAD_GRID,
+    fit_spread,
+    reconcile_to_total,
+    schaake_shuffle,
+    schaake_template,
+    sum_by_group,
+    widen,
+)
 from shelfwise.demand.backtest import BOTTOM, LEVELS, serving_spread
 from shelfwise.demand.metrics import score
 
@@ -102,3 +111,27 @@ def test_serving_takes_deepars_factors_only_where_they_were_fitted() -> None:
     assert BOTTOM not in ensemble
     assert set(ensemble) == set(LEVELS) - {BOTTOM}
     assert serving_spread("autoets", spread) == {}
+
+
+def test_reconciling_to_the_total_gives_the_sum_the_totals_distribution_and_keeps_each_series_share() -> None:
+    rng = np.random.default_rng(7)
+    paths = rng.poisson(rng.uniform(1, 6, size=(30, 1, 1)), size=(30, 200, 28)).astype(float)
+    total = rng.normal(paths.sum(axis=0).mean() * 1.25, 15, size=(1, 200, 28))
+    reconciled = reconcile_to_total(paths, total)
+    assert np.allclose(np.sort(reconciled.sum(axis=0), axis=0), np.sort(total[0], axis=0))
+    share = paths / paths.sum(axis=0, keepdims=True)
+    assert np.allclose(reconciled / reconciled.sum(axis=0, keepdims=True), share)
+
+
+def test_series_forecast_too_low_everywhere_are_lifted_by_a_right_total() -> None:
+    # Every series' forecast is 20% short, which no series alone can tell; a right forecast of the total fixes all.
+    rng = np.random.default_rng(8)
+    means = rng.uniform(2, 8, size=(40, 1, 1))
+    truth = rng.poisson(means[:, :, 0], size=(40, 28)).astype(float)
+    short = rng.poisson(0.8 * means, size=(40, 300, 28)).astype(float)
+    right_total = rng.poisson(means.sum(), size=(1, 300, 28)).astype(float)
+    reconciled = reconcile_to_total(short, right_total)
+    history = np.tile(truth, 4)
+    assert score(truth, reconciled, history).bias == pytest.approx(0, abs=0.05)
+    assert score(truth, short, history).bias < -0.15
+    assert score(truth, reconciled, history).wql < score(truth, short, history).wql

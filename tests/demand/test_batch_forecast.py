@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shelfwise.demand.batch_forecast import LEVEL_COLUMNS, aggregate_records, series_records
+from shelfwise.demand.batch_forecast import (
+    LEVEL_COLUMNS,
+    BatchForecast,
+    aggregate_records,
+    series_records,
+    served_paths,
+)
+from shelfwise.demand.series import DemandPanel
 
 AS_OF = dt.date(2025, 1, 1)
 
@@ -47,6 +54,38 @@ def test_reconciled_means_add_up_at_every_level() -> None:
     p50 = np.array(total.quantiles["p50"])
     assert (np.array(total.quantiles["p05"]) <= p50).all()
     assert (p50 <= np.array(total.quantiles["p95"])).all()
+
+
+def test_served_paths_reconciled_and_widened_stay_coherent_and_leave_cold_starts_as_drawn() -> None:
+    rng = np.random.default_rng(3)
+    frame = keys()
+    history = rng.poisson(5, size=(len(frame), 120)).astype(np.float32)
+    n = len(frame)
+    panel = DemandPanel(
+        frame, AS_OF, history, np.zeros(history.shape, bool), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    )
+    paths = rng.poisson(4, size=(n, 200, 28)).astype(np.float32)  # short of the history's 5 a day everywhere
+    cold = np.zeros(n, dtype=bool)
+    cold[2] = True
+    spread = {"store x sku": 0.5, "region": 2.0, "total": 1.5}
+    served = served_paths(BatchForecast(panel, paths, cold), spread, reconcile=True)
+    # Reconciled to a total that knows the level (5 a day), every series is lifted, and the sum with it.
+    assert served.sum(axis=0).mean() > 1.1 * paths.sum(axis=0).mean()
+    assert served[~cold].std(axis=1).mean() < 0.7 * paths[~cold].std(axis=1).mean()  # narrowed by the 0.5
+    series = {(r.store_id, r.sku): np.array(r.mean) for r in series_records(frame, served, AS_OF, "v1", cold)}
+    sums = {(r.level, r.key): r for r in aggregate_records(frame, served, history, AS_OF, "v1", cold, spread=spread)}
+    total = np.sum(list(series.values()), axis=0)
+    assert np.allclose(sums["total", None].mean, total, atol=0.005 * (n + 1))
+    north = frame[frame["region"] == "north"]
+    expected = np.sum([series[(s, k)] for s, k in zip(north["store_id"], north["sku"], strict=True)], axis=0)
+    assert np.allclose(sums["region", "north"].mean, expected, atol=0.005 * (len(north) + 1))
+    # The region's interval is widened by its factor 2 about the same mean.
+    plain = {(r.level, r.key): r for r in aggregate_records(frame, served, history, AS_OF, "v1", cold)}
+    width = lambda r: np.array(r.quantiles["p95"]) - np.array(r.quantiles["p05"])  # noqa: E731
+    assert width(sums["region", "north"]).mean() == pytest.approx(2 * width(plain["region", "north"]).mean(), rel=0.1)
+    # A cold start's paths are its own (reconciled, never widened).
+    unwidened = served_paths(BatchForecast(panel, paths, cold), {}, reconcile=True)
+    assert np.array_equal(served[cold], unwidened[cold])
 
 
 @pytest.mark.slow

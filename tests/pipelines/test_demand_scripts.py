@@ -236,6 +236,13 @@ def test_evaluation_scores_every_candidate_at_every_level_and_selects_the_best(
     for level, calibration in evaluation["calibration"].items():
         assert calibration["spread"] > 0
         assert calibration["coverage_80"] == pytest.approx(levels[level]["deepar"]["coverage_80"])
+    # DeepAR is scored the way it sums: reconciled to the total when that did better over every level.
+    per_level = evaluation["calibration"].values()
+    summed = sum(c["wql_summed"] for c in per_level)
+    reconciled = sum(c["wql_reconciled"] for c in per_level)
+    assert evaluation["reconciled_to_total"] == (reconciled < summed)
+    chosen = "wql_reconciled" if evaluation["reconciled_to_total"] else "wql_summed"
+    assert evaluation["calibration"]["total"][chosen] == pytest.approx(levels["total"]["deepar"]["wql"])
 
 
 def test_the_package_is_the_selection_with_the_versions_it_was_trained_with(
@@ -256,6 +263,7 @@ def test_the_package_is_the_selection_with_the_versions_it_was_trained_with(
     assert not (tmp_path / model_store.BACKTEST_PREDICTOR).exists()  # evaluation only: not served
     fitted = {level: c["spread"] for level, c in evaluation["calibration"].items()}
     assert manifest.spread == serving_spread(manifest.forecaster, fitted)
+    assert manifest.reconcile_to_total == (evaluation["reconciled_to_total"] and manifest.forecaster == "deepar")
 
 
 def test_the_gate_passes_deepar_and_fails_a_deepar_trained_on_shuffled_targets(
