@@ -47,6 +47,7 @@ LIBRARY_MODULES = (
             "backtest",
             "batch_forecast",
             "calendar",
+            "cold_start",
             "forecast_records",
             "inventory",
             "keys",
