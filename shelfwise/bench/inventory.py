@@ -57,7 +57,30 @@ def key_line(outcomes: list[PolicyOutcome]) -> str:
             f"lost sales x{mine.lost_sales / max(textbook.lost_sales, 1e-9):.2f}, "
             f"cost x{mine.total_cost / textbook.total_cost:.2f}"
         )
-    return "inventory (forecast vs textbook): " + "; ".join(parts)
+    return "inventory (forecast vs textbook): " + "; ".join(parts) + "; " + frontier_line(outcomes)
+
+
+def textbook_stock_at(outcomes: list[PolicyOutcome], metric: str, value: float) -> float | None:
+    """The textbook policy's average stock for an achieved `metric` of `value`, interpolated between its targets
+    (None outside the range it achieved): what the same service costs in stock with the textbook policy."""
+    textbook = sorted((getattr(o, metric), o.average_on_hand) for o in outcomes if o.policy == "textbook")
+    achieved = [a for a, _ in textbook]
+    if not achieved[0] <= value <= achieved[-1]:
+        return None
+    return float(np.interp(value, achieved, [stock for _, stock in textbook]))
+
+
+def frontier_line(outcomes: list[PolicyOutcome]) -> str:
+    """Per forecast row: its stock against the textbook's for the same achieved fill rate and cycle service."""
+    parts = []
+    for o in (o for o in outcomes if o.policy == "forecast"):
+        for metric, label in (("fill_rate", "fill rate"), ("cycle_service_level", "cycle service")):
+            textbook = textbook_stock_at(outcomes, metric, getattr(o, metric))
+            if textbook is not None:
+                parts.append(
+                    f"{label} {getattr(o, metric):.3f} with x{o.average_on_hand / textbook:.2f} the textbook's stock"
+                )
+    return "at equal achieved service: " + ("; ".join(parts) if parts else "outside the textbook's range")
 
 
 def eligible_series(panel: DemandPanel, first_cutoff: int, last_cutoff: int) -> np.ndarray:

@@ -34,3 +34,21 @@ def test_a_forecast_that_knew_the_future_serves_everything_with_less_stock_than_
 def test_a_horizon_too_short_for_one_review_is_refused() -> None:
     with pytest.raises(ValueError, match="do not fit"):
         compare_policies(np.ones((1, 5, 6)), np.ones((1, 6)), [np.ones(60)], lead_time=2, review=7)
+
+
+def test_the_textbook_stock_for_an_achieved_service_is_interpolated_between_its_targets() -> None:
+    from shelfwise.bench.inventory import frontier_line, textbook_stock_at
+    from shelfwise.demand.inventory_backtest import PolicyOutcome
+
+    def outcome(policy: str, target: float, service: float, stock: float) -> PolicyOutcome:
+        return PolicyOutcome(policy, target, 10, service, service, stock, 0.0, 0.0)
+
+    outcomes = [
+        outcome("textbook", 0.90, 0.80, 100.0),
+        outcome("textbook", 0.95, 0.90, 200.0),
+        outcome("forecast", 0.90, 0.85, 120.0),
+        outcome("forecast", 0.95, 0.99, 400.0),
+    ]
+    assert textbook_stock_at(outcomes, "cycle_service_level", 0.85) == pytest.approx(150.0)
+    assert textbook_stock_at(outcomes, "fill_rate", 0.99) is None  # beyond what the textbook achieved
+    assert "cycle service 0.850 with x0.80 the textbook's stock" in frontier_line(outcomes)
