@@ -45,8 +45,10 @@ ONLINE_RETAIL_TOP_SERIES = 500
 SALES_CSV_PREFIX = "sales-csv:"
 
 
-def demand_frames(world: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(daily, static) demand features of a world folder as of the day after its last order, with Spark."""
+def demand_frames(world: Path, top: int = 0, before: dt.date | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(daily, static) demand features of a world folder as of the day after its last order, with Spark; with `top`,
+    only the `top` series that sold the most units before `before` (so that the choice knows nothing of the
+    windows that follow)."""
     from shelfwise.churn.customer_features import latest_snapshot
     from shelfwise.demand.demand_features import demand_features
     from shelfwise.schemas import STOCKOUT_SCHEMA
@@ -63,7 +65,15 @@ def demand_frames(world: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     listings = read_parquet(spark, str(listings_file)) if listings_file.is_file() else None
     _, last = world_range(world)
     features = demand_features(orders, products, stores, stockouts, listings, last + dt.timedelta(days=1))
-    return features.daily.toPandas(), features.static.toPandas()
+    daily, static = features.daily, features.static
+    if top:
+        from pyspark.sql import functions as sf
+
+        pair = ["store_id", "sku"]
+        sold = daily.where(sf.col("date") < sf.lit(before)) if before is not None else daily
+        best = sold.groupBy(*pair).agg(sf.sum("units").alias("sold")).orderBy(sf.desc("sold"), *pair).limit(top)
+        daily, static = (frame.join(best.select(*pair), pair, "left_semi") for frame in (daily, static))
+    return daily.toPandas(), static.toPandas()
 
 
 def true_demand(world: Path, panel: DemandPanel) -> np.ndarray | None:
@@ -209,22 +219,23 @@ def command(
 ) -> None:
     """wQL, MASE, RMSSE, interval coverage and bias of DeepAR and the classic forecasters, per hierarchy level."""
     from shelfwise.config import settings
-    from shelfwise.demand.backtest import run_backtest, training_days
+    from shelfwise.demand.backtest import CALIBRATION_WINDOWS, run_backtest
+    from shelfwise.demand.models import HORIZON
 
     console = Console()
     label, world = resolve_world(data)
     started = time.perf_counter()
+    top = top_series or (ONLINE_RETAIL_TOP_SERIES if data == ONLINE_RETAIL else 0)
+    _, last = world_range(world)
+    before = last + dt.timedelta(days=1 - HORIZON * (windows + CALIBRATION_WINDOWS))
     with console.status("demand features (Spark)"):
-        daily, static = demand_frames(world)
+        daily, static = demand_frames(world, top, before)
         panel = build_panel(daily, static)
         truth = true_demand(world, panel)
     features_s = time.perf_counter() - started
     span = f"{panel.start} .. {panel.end - dt.timedelta(days=1)}"
-    console.print(f"{label}: {len(panel.keys):,} location x SKU series, {span} (features {features_s:.0f} s)")
-    top = top_series or (ONLINE_RETAIL_TOP_SERIES if data == ONLINE_RETAIL else 0)
-    if top:
-        panel, truth = best_sellers(panel, truth, top, training_days(panel.n_days, windows))
-        console.print(f"the {len(panel.keys):,} best-selling series before the backtest's windows")
+    chosen = f", the best sellers before {before}" if top else ""
+    console.print(f"{label}: {len(panel.keys):,} location x SKU series{chosen}, {span} (features {features_s:.0f} s)")
     work = settings().work_dir / "bench" / "forecast"
     work.mkdir(parents=True, exist_ok=True)
     backtest = BacktestSettings(
@@ -272,12 +283,3 @@ def write_forecasts(
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False, float_format="%.3f")
     return len(frame)
-
-
-def best_sellers(
-    panel: DemandPanel, truth: np.ndarray | None, top: int, before: int
-) -> tuple[DemandPanel, np.ndarray | None]:
-    """The `top` series by units sold in the first `before` days (so that the choice knows nothing of the windows)."""
-    units = np.nansum(panel.units[:, :before], axis=1)
-    keep = np.sort(np.argsort(-units, kind="stable")[:top])
-    return panel.select(keep), None if truth is None else truth[keep]
