@@ -60,7 +60,7 @@ class DemoResult:
 
 @dataclass(frozen=True)
 class DemoOptions:
-    scale: str = "default"
+    scale: str = "demo"
     seed: int = 7
     world_dir: Path | None = None
     stop_after: str | None = None  # a stage name, to run part of the chain

@@ -16,7 +16,7 @@ console = Console()
 
 
 def run(
-    scale: str = typer.Option("default", help="World scale: small, default or large."),
+    scale: str = typer.Option("demo", help="World scale: small, demo, default or large."),
     seed: int = typer.Option(7, help="Seed of the synthetic world."),
     stop_after: str | None = typer.Option(None, help="Stop after this stage (world, ingest, curate_orders, ...)."),
     serve: bool = typer.Option(False, help="Keep the API running on 127.0.0.1 until Ctrl-C."),

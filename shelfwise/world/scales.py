@@ -1,4 +1,5 @@
-"""The sizes of world the generator can make: `small` for tests, `default` for the demo, `large` for benchmarks."""
+"""The sizes of world the generator can make: `small` for tests, `demo` for the local run (`make demo` stays within
+minutes on 2 cores), `default` and `large` for benchmarks."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ class ScaleSpec:
 _SPECS = (
     ScaleSpec("small", n_skus=90, n_regions=3, n_physical_stores=3, n_customers=2_000,
               orders_per_store_day=80.0, online_size=1.5),
+    ScaleSpec("demo", n_skus=200, n_regions=3, n_physical_stores=6, n_customers=12_000,
+              orders_per_store_day=70.0, online_size=3.0),
     ScaleSpec("default", n_skus=500, n_regions=5, n_physical_stores=19, n_customers=50_000,
               orders_per_store_day=70.0, online_size=5.0),
     ScaleSpec("large", n_skus=1_500, n_regions=5, n_physical_stores=49, n_customers=400_000,

@@ -26,7 +26,7 @@ def work_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def test_unknown_scale_is_refused_with_the_valid_ones(tmp_path: Path) -> None:
     result = runner.invoke(app, ["world", "generate", "--scale", "huge", "--out", str(tmp_path / "w")])
     assert result.exit_code == 2
-    assert "valid scales: small, default, large" in result.output
+    assert "valid scales: small, demo, default, large" in result.output
     assert not (tmp_path / "w").exists()
 
 

@@ -102,8 +102,8 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_differs(
 
 
 def test_unknown_scale_lists_the_valid_ones(tmp_path: Path) -> None:
-    assert SCALES == ("small", "default", "large")
-    with pytest.raises(ValueError, match="unknown world scale 'huge'; valid scales: small, default, large"):
+    assert SCALES == ("small", "demo", "default", "large")
+    with pytest.raises(ValueError, match="unknown world scale 'huge'; valid scales: small, demo, default, large"):
         generate_world("huge", 1, tmp_path / "w")
     assert not (tmp_path / "w").exists()
     assert scale_spec("large").n_days == 731
