@@ -14,6 +14,7 @@ from shelfwise.domain import DemoReport, DemoRequest
 
 _LEVELS = ("store x sku", "store", "region", "category", "department", "total")
 PREDICTIONS_PREFIX = "predictions/demand/"
+DAILY_FEATURES_PREFIX = "features/demand/daily/"
 
 
 def demo_report(lake: Any, world_dir: Path, evaluation: Mapping[str, Any]) -> DemoReport:
@@ -131,6 +132,10 @@ def _fan_charts(lake: Any, world_dir: Path, evaluation: Mapping[str, Any]) -> Pa
     examples = list(evaluation.get("examples", []))
     if not examples:
         return None
+    cold = _cold_start_example(lake, HISTORY_DAYS)
+    if cold is None:  # nothing launched lately: show how the latest launch was forecast a week after it
+        launch = _launch_example(lake)
+        examples += [launch] if launch is not None else []
     truth_file = world_dir / "truth" / "demand.parquet"
     truth = pd.read_parquet(truth_file, columns=["store_id", "sku", "date", "demand"]) if truth_file.is_file() else None
     truths: list[list[float | None] | None] = []
@@ -143,8 +148,24 @@ def _fan_charts(lake: Any, world_dir: Path, evaluation: Mapping[str, Any]) -> Pa
         mine = truth[(truth["store_id"] == example["store_id"]) & (truth["sku"] == example["sku"])]
         by_day = mine.assign(date=pd.to_datetime(mine["date"])).set_index("date")["demand"]
         truths.append([None if pd.isna(v) else float(v) for v in by_day.reindex(days)])
-    cold = _cold_start_example(lake, HISTORY_DAYS)
     return plot_fan_charts(examples, truths, cold, lake.cfg.work_dir / "reports" / "demand.png")
+
+
+def _launch_example(lake: Any) -> dict[str, Any] | None:
+    """The latest launch in the newest demand features, forecast as it was a week after it went on sale."""
+    from shelfwise.demand.report import launch_example
+    from shelfwise.demand.series import build_panel
+
+    written = [o.key for o in lake.list(DAILY_FEATURES_PREFIX) if "/as_of=" in o.key]
+    if not written:
+        return None
+    as_of = max(key.split("/as_of=", 1)[1].split("/", 1)[0] for key in written)
+    daily = lake.read_table(f"{DAILY_FEATURES_PREFIX}as_of={as_of}/").to_pandas()
+    static = lake.read_table(f"features/demand/static/as_of={as_of}/").to_pandas()
+    daily[["store_id", "sku"]] = daily[["store_id", "sku"]].astype(str)
+    static[["store_id", "sku"]] = static[["store_id", "sku"]].astype(str)
+    static = static.drop(columns=["as_of", "feature_set_version"], errors="ignore").drop_duplicates(["store_id", "sku"])
+    return launch_example(build_panel(daily, static))
 
 
 def _cold_start_example(lake: Any, history_days: int) -> dict[str, Any] | None:

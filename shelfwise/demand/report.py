@@ -3,7 +3,8 @@
 `pick_examples` (run by the evaluation step) keeps, from the backtest, a steady series of the last window and the
 series whose sales rose most (in units) in the window holding Black Friday (else the last), with the selected
 forecaster's quantiles and the sales; `plot_fan_charts` (the local run) draws them with the synthetic world's true
-demand, and a cold start's forecast of the coming weeks, which has no truth yet.
+demand, and a cold start's forecast of the coming weeks, which has no truth yet. When the newest forecast holds no
+cold start, `launch_example` forecasts the history's latest launch as it was a week after it went on sale.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from shelfwise.demand.backtest import BacktestResult, SampledWindow
-from shelfwise.demand.models import vincentize
+from shelfwise.demand.models import HORIZON, vincentize
+from shelfwise.demand.series import DemandPanel
 from shelfwise.retail_calendar import black_friday
 
 FAN_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -65,6 +67,36 @@ def pick_examples(result: BacktestResult, forecaster: str) -> list[dict[str, Any
     title = "Black Friday" if has_black_friday(peak) else "largest rise"
     examples.append(_example(peak, int(np.argmax(lift)), forecaster, title))
     return examples
+
+
+def launch_example(
+    panel: DemandPanel, days_on_sale: int = 7, n_paths: int = 200, seed: int = 0
+) -> dict[str, Any] | None:
+    """The latest launch whose next four weeks the panel holds, forecast `days_on_sale` after its first day by the
+    cold-start model fitted on what was known then, with its sales (None if the panel holds no such launch)."""
+    from shelfwise.demand.cold_start import cold_start_paths
+
+    cutoff = panel.start_index + days_on_sale
+    fits = (panel.start_index > 0) & (cutoff + HORIZON <= panel.n_days)
+    if not fits.any():
+        return None
+    row = int(np.flatnonzero(fits)[np.argmax(panel.start_index[fits])])
+    at = int(cutoff[row])
+    history = panel.head(at)
+    paths = cold_start_paths(history, history.select(np.array([row])), n_paths, seed)[0]
+    levels = np.quantile(paths, FAN_QUANTILES, axis=0)
+    sales = panel.units[row, at : at + HORIZON]
+    return {
+        "title": f"new launch, {days_on_sale} days on sale",
+        "store_id": str(panel.keys["store_id"].iloc[row]),
+        "sku": str(panel.keys["sku"].iloc[row]),
+        "cutoff": (panel.start + dt.timedelta(days=at)).isoformat(),
+        "history": [round(float(v), 2) for v in np.nan_to_num(panel.units[row, panel.start_index[row] : at])],
+        "quantiles": {
+            f"{q:.2f}": [round(float(v), 2) for v in level] for q, level in zip(FAN_QUANTILES, levels, strict=True)
+        },
+        "sales": [None if not np.isfinite(v) else round(float(v), 2) for v in sales],
+    }
 
 
 def plot_fan_charts(

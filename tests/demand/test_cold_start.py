@@ -227,3 +227,19 @@ def test_the_launch_backtest_scores_both_kinds_of_launch_against_the_category_av
     assert set(scores) == {BEFORE, INSIDE, ALL}
     assert result.series[ALL] == result.series[BEFORE] + result.series[INSIDE]
     assert scores[ALL][ATTRIBUTE_MODEL].wql < scores[ALL][CATEGORY_AVERAGE].wql
+
+
+def test_the_local_runs_launch_chart_is_the_latest_launch_forecast_a_week_after_it_went_on_sale() -> None:
+    from shelfwise.demand.report import launch_example
+
+    panel, _ = panel_of(catalogue(), {"S1": 1.0, "S2": 2.0})
+    example = launch_example(panel, days_on_sale=7)
+    assert example is not None
+    launches = [40 + 16 * k for k in range(12) if 40 + 16 * k + 7 + HORIZON <= DAYS]
+    assert example["cutoff"] == (START + dt.timedelta(days=max(launches) + 7)).isoformat()
+    assert len(example["history"]) == 7
+    assert len(example["sales"]) == HORIZON
+    q = example["quantiles"]
+    assert all(lo <= mid <= hi for lo, mid, hi in zip(q["0.05"], q["0.50"], q["0.95"], strict=True))
+    # a panel without a launch whose four weeks it holds has nothing to show
+    assert launch_example(panel.head(45)) is None
