@@ -171,6 +171,47 @@ def calibration_table(result: BacktestResult, against: str) -> Table:
     return table
 
 
+def event_weeks(result: BacktestResult) -> dict[str, dict[str, float]]:
+    """wQL against sales at the store x SKU level over the retail peaks inside the scored windows: Thanksgiving
+    week to Cyber Monday, and the week before Christmas; {week: {model: wQL}}."""
+    from shelfwise.demand.metrics import QUANTILES, weighted_quantile_loss
+    from shelfwise.demand.models import vincentize
+    from shelfwise.retail_calendar import black_friday, cyber_monday
+
+    out: dict[str, dict[str, float]] = {}
+    for window in result.sampled:
+        year = window.cutoff.year
+        peaks = {
+            "Black Friday week": (black_friday(year) - dt.timedelta(days=4), cyber_monday(year)),
+            "week before Christmas": (dt.date(year, 12, 18), dt.date(year, 12, 24)),
+        }
+        for week, (first, last) in peaks.items():
+            days = np.arange((first - window.cutoff).days, (last - window.cutoff).days + 1)
+            if days[0] < 0 or days[-1] >= window.sales.shape[1]:
+                continue
+            actual = window.sales[:, days]
+            paths = {**window.paths, "deepar+autoets": vincentize(window.paths["deepar"], window.paths["autoets"])}
+            out[week] = {
+                model: weighted_quantile_loss(
+                    actual, np.quantile(paths[model][:, :, days], QUANTILES, axis=1), np.isfinite(actual)
+                )
+                for model in CANDIDATES
+            }
+    return out
+
+
+def event_table(weeks: dict[str, dict[str, float]]) -> Table:
+    table = Table(title="wQL (store x SKU, against sales) over the retail peaks; margin: 1 - DeepAR / seasonal naive")
+    table.add_column("week")
+    for model in CANDIDATES:
+        table.add_column(CANDIDATE_NAMES[model], justify="right")
+    table.add_column("DeepAR's margin", justify="right")
+    for week, wql in weeks.items():
+        margin = 1 - wql["deepar"] / wql[BASELINE]
+        table.add_row(week, *(f"{wql[m]:.3f}" for m in CANDIDATES), f"{margin:+.1%}")
+    return table
+
+
 def key_line(result: BacktestResult) -> str:
     def wql(model: str, level: str = BOTTOM) -> float:
         return result.mean("sales", level, model, "wql")
@@ -246,6 +287,9 @@ def command(
     for against in result.windows[0].scores:
         console.print(results_table(result, against))
         console.print(calibration_table(result, against))
+    weeks = event_weeks(result)
+    if weeks:
+        console.print(event_table(weeks))
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
     console.print(key_line(result), soft_wrap=True)
     if forecast_out is not None:
