@@ -126,6 +126,8 @@ def main(argv: list[str]) -> str:
     improvement = 1 - wql(selected) / wql(BASELINE)
     worst = min(1 - wql(selected, w) / wql(BASELINE, w) for w in range(len(result.windows)))
 
+    # Only DeepAR itself is served reconciled; an ensemble's sums take the factors of DeepAR's plain sums.
+    served = RECONCILED if reconcile and selected == "deepar" else "deepar"
     package = work / "package"
     shutil.rmtree(package, ignore_errors=True)
     package.mkdir(parents=True)
@@ -144,8 +146,8 @@ def main(argv: list[str]) -> str:
             n_paths=args.serving_paths,
             trained_until=training["trained_until"],
             settings=training["settings"],
-            spread=serving_spread(selected, result.spread[deepar]),
-            reconcile_to_total=reconcile and selected == "deepar",
+            spread=serving_spread(selected, result.spread[served]),
+            reconcile_to_total=served == RECONCILED,
         ),
     )
     archive = pack(package, args.package_dir / "model.tar.gz")
@@ -163,6 +165,7 @@ def main(argv: list[str]) -> str:
     calibration = {
         level: {
             "spread": result.spread[deepar][level],
+            "spread_summed": result.spread["deepar"][level],
             "wql_summed": result.mean("sales", level, "deepar", "wql"),
             "wql_reconciled": result.mean("sales", level, RECONCILED, "wql"),
             "coverage_80": result.mean("sales", level, deepar, "coverage_80"),
