@@ -181,8 +181,10 @@ def run_backtest(
             seconds[name] = seconds.get(name, 0.0) + spent
         # (bottom level, aggregates): a censored day is left out of a series' score but its sales count in totals.
         window = slice(at, at + horizon)
+        # One template per window: the DeepAR and seasonal naive sums take the same historical dependence.
+        template = schaake_template(history.units, settings.n_paths, horizon, seed=settings.seed)
         deepar = _deepar_levels(
-            history, sample, paths["deepar"], panel.target[:, window], panel.units[:, window], settings.seed
+            history, sample, paths["deepar"], template, panel.target[:, window], panel.units[:, window], settings.seed
         )
         spread = {variant: fit_spreads(errors[variant]) for variant in VARIANTS}
         for variant in VARIANTS:
@@ -192,9 +194,9 @@ def run_backtest(
         actuals = {"sales": (panel.target[:, window], panel.units[:, window])}
         if truth is not None:
             actuals["true demand"] = (truth[:, window], truth[:, window])
+        levels = _level_paths(history, sample, paths, deepar, spread, template, settings)
         scores = {
-            against: _level_scores(history, sample, paths, deepar, spread, bottom, totals, settings)
-            for against, (bottom, totals) in actuals.items()
+            against: _level_scores(levels, sample, bottom, totals) for against, (bottom, totals) in actuals.items()
         }
         windows.append(WindowScores(cutoff, scores, spread))
         units = history.select(sample)
@@ -235,11 +237,16 @@ class _LevelForecast:
 
 
 def _deepar_levels(
-    history: DemandPanel, sample: np.ndarray, deepar: np.ndarray, target: np.ndarray, units: np.ndarray, seed: int
+    history: DemandPanel,
+    sample: np.ndarray,
+    deepar: np.ndarray,
+    template: np.ndarray,
+    target: np.ndarray,
+    units: np.ndarray,
+    seed: int,
 ) -> dict[str, dict[str, _LevelForecast]]:
     """DeepAR at every level, per variant: the sample at the bottom (censored days missing), sums above."""
-    n_paths, horizon = deepar.shape[1:]
-    shuffled = schaake_shuffle(deepar, schaake_template(history.units, n_paths, horizon, seed=seed), seed)
+    shuffled = schaake_shuffle(deepar, template, seed)
     variants = {"deepar": shuffled, RECONCILED: reconcile_to_total(shuffled, total_forecast(history, shuffled, seed))}
     out: dict[str, dict[str, _LevelForecast]] = {}
     for variant, paths in variants.items():
@@ -296,31 +303,39 @@ def _window_paths(
     return paths, timing
 
 
-def _level_scores(
+@dataclass(frozen=True)
+class _Level:
+    """Every candidate's paths at one level of one window, what scales its errors, and its groups (None at the
+    bottom, which is the sample)."""
+
+    paths: dict[str, np.ndarray]
+    scale: np.ndarray
+    group: np.ndarray | None
+
+
+def _level_paths(
     history: DemandPanel,
     sample: np.ndarray,
     paths: dict[str, np.ndarray],
     deepar: dict[str, dict[str, _LevelForecast]],
     spread: dict[str, dict[str, float]],
-    actual: np.ndarray,
-    totals: np.ndarray,
+    template: np.ndarray,
     settings: BacktestSettings,
-) -> dict[str, dict[str, Scores]]:
-    """Scores per level and candidate. DeepAR: its paths at each level (`deepar`, both variants) widened by that
-    level's spread factor; seasonal naive summed bottom-up after the Schaake shuffle; AutoETS and NPTS fitted on the
-    aggregated history itself."""
-    out: dict[str, dict[str, Scores]] = {}
-    n_paths, horizon = paths["deepar"].shape[1:]
-    template = schaake_template(history.units, n_paths, horizon, seed=settings.seed)
+) -> dict[str, _Level]:
+    """Each candidate at each level, once per window whatever it is scored against. DeepAR: its paths at each level
+    (`deepar`, both variants) widened by that level's spread factor; seasonal naive summed bottom-up after the
+    Schaake shuffle; AutoETS and NPTS fitted on the aggregated history itself."""
+    out: dict[str, _Level] = {}
     naive = schaake_shuffle(paths["seasonal_naive"], template, settings.seed)
     for level, columns in LEVELS.items():
+        group: np.ndarray | None = None
         if level == BOTTOM:
-            level_actual, scale = actual[sample], history.target[sample]
+            scale = history.target[sample]
             level_paths = {name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()}
         else:
             group = _groups(history.keys, columns)
             aggregated = aggregate_panel(history, group)
-            level_actual, scale = sum_by_group(group, totals), aggregated.target
+            scale = aggregated.target
             level_paths = {
                 "seasonal_naive": sum_by_group(group, naive),
                 "autoets": models.autoets_paths(aggregated, n_paths=settings.n_paths, seed=settings.seed).astype(float),
@@ -331,5 +346,16 @@ def _level_scores(
             level_paths[variant] = widen(deepar[variant][level].paths, spread[variant][level])
         level_paths[UNCALIBRATED] = deepar["deepar"][level].paths
         level_paths["deepar+autoets"] = models.vincentize(level_paths["deepar"], level_paths["autoets"])
-        out[level] = {name: score(level_actual, p, scale) for name, p in level_paths.items()}
+        out[level] = _Level(level_paths, scale, group)
+    return out
+
+
+def _level_scores(
+    levels: dict[str, _Level], sample: np.ndarray, actual: np.ndarray, totals: np.ndarray
+) -> dict[str, dict[str, Scores]]:
+    """Scores per level and candidate against `actual` (the sample's, at the bottom) and `totals` (summed above)."""
+    out: dict[str, dict[str, Scores]] = {}
+    for level, forecast in levels.items():
+        level_actual = actual[sample] if forecast.group is None else sum_by_group(forecast.group, totals)
+        out[level] = {name: score(level_actual, p, forecast.scale) for name, p in forecast.paths.items()}
     return out
