@@ -85,7 +85,6 @@ def main(argv: list[str]) -> str:
         UNCALIBRATED,
         BacktestSettings,
         run_backtest,
-        serving_spread,
     )
     from shelfwise.demand.keys import FEATURE_SET_VERSION
     from shelfwise.demand.report import pick_examples
@@ -126,8 +125,7 @@ def main(argv: list[str]) -> str:
     improvement = 1 - wql(selected) / wql(BASELINE)
     worst = min(1 - wql(selected, w) / wql(BASELINE, w) for w in range(len(result.windows)))
 
-    # Only DeepAR itself is served reconciled; an ensemble's sums take the factors of DeepAR's plain sums.
-    served = RECONCILED if reconcile and selected == "deepar" else "deepar"
+    spread, reconcile_to_total = result.serving(selected)
     package = work / "package"
     shutil.rmtree(package, ignore_errors=True)
     package.mkdir(parents=True)
@@ -146,8 +144,8 @@ def main(argv: list[str]) -> str:
             n_paths=args.serving_paths,
             trained_until=training["trained_until"],
             settings=training["settings"],
-            spread=serving_spread(selected, result.spread[served]),
-            reconcile_to_total=served == RECONCILED,
+            spread=spread,
+            reconcile_to_total=reconcile_to_total,
         ),
     )
     archive = pack(package, args.package_dir / "model.tar.gz")

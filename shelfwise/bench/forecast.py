@@ -314,14 +314,11 @@ def write_forecasts(
 ) -> int:
     """The next 28 days of every series on sale on the panel's last day, as the batch forecast computes them (with
     the reconciliation and spread factors `backtest` chose, if given)."""
-    from shelfwise.demand.backtest import serving_spread
     from shelfwise.demand.batch_forecast import forecast_active, forecast_frame, served_paths
     from shelfwise.demand.models import train_deepar
 
     batch = forecast_active(panel, forecaster, train_deepar(panel, settings, work / "all-history"), 200, seed)
-    reconcile = backtest is not None and forecaster == "deepar" and backtest.reconcile()
-    variant = RECONCILED if reconcile else "deepar"
-    spread = {} if backtest is None else serving_spread(forecaster, backtest.spread[variant])
+    spread, reconcile = backtest.serving(forecaster) if backtest is not None else ({}, False)
     paths = served_paths(batch, spread, reconcile, seed)
     frame = forecast_frame(batch.panel.keys, paths, panel.end, batch.cold_start).drop(columns=["cold_start"])
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,13 @@ class BacktestResult:
         """Whether DeepAR reconciled to the total did better than its plain sums, over every level."""
         return self.mean_over_levels(RECONCILED) < self.mean_over_levels("deepar")
 
+    def serving(self, forecaster: str) -> tuple[dict[str, float], bool]:
+        """(spread factors, reconcile to the total) for a batch forecast with `forecaster`: only DeepAR itself is
+        served reconciled, and then with the reconciled variant's factors; an ensemble's sums take the factors of
+        DeepAR's plain sums (`serving_spread`)."""
+        reconcile = forecaster == "deepar" and self.reconcile()
+        return serving_spread(forecaster, self.spread[RECONCILED if reconcile else "deepar"]), reconcile
+
     @property
     def last_window(self) -> SampledWindow:
         return self.sampled[-1]
