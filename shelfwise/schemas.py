@@ -95,6 +95,17 @@ class Listing(_Record):
     end_date: dt.date | None = None
 
 
+class RegionalHoliday(_Record):
+    """A public holiday of one region (a retailer's calendar, known years ahead): the demand forecasts learn its lift.
+
+    `region` is spelt as in the stores table; a holiday of a region no store is in changes nothing.
+    """
+
+    region: str = Field(min_length=1)
+    date: dt.date
+    name: str
+
+
 _ARROW_TYPES: dict[object, pa.DataType] = {
     str: pa.string(),
     int: pa.int64(),
@@ -138,6 +149,7 @@ TABLES: dict[str, type[_Record]] = {
     "clickstream": ClickEvent,
     "stockouts": StockoutDay,
     "listings": Listing,
+    "regional_holidays": RegionalHoliday,
 }
 
 STORE_SCHEMA = arrow_schema(Store)
@@ -147,3 +159,4 @@ ORDER_LINE_SCHEMA = arrow_schema(OrderLine)
 CLICK_EVENT_SCHEMA = arrow_schema(ClickEvent)
 STOCKOUT_SCHEMA = arrow_schema(StockoutDay)
 LISTING_SCHEMA = arrow_schema(Listing)
+REGIONAL_HOLIDAY_SCHEMA = arrow_schema(RegionalHoliday)

@@ -95,6 +95,7 @@ def main(argv: list[str]) -> str:
     model_dir = work / "model"
     training = json.loads((model_dir / "training.json").read_text(encoding="utf-8"))
     model_store.check_versions(training["versions"])
+    model_store.check_covariates(training["covariates"])
     panel = load_panel(args.panel_dir)
     meta = json.loads((args.panel_dir / "meta.json").read_text(encoding="utf-8"))
 
@@ -146,6 +147,7 @@ def main(argv: list[str]) -> str:
             settings=training["settings"],
             spread=spread,
             reconcile_to_total=reconcile_to_total,
+            covariates=training["covariates"],
         ),
     )
     archive = pack(package, args.package_dir / "model.tar.gz")

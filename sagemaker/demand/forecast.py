@@ -25,7 +25,7 @@ import tarfile
 from pathlib import Path
 
 import pandas as pd
-from prepare import AS_OF, PAIR, VERSION_COLUMN, daily_reasons, one_as_of, read_features
+from prepare import AS_OF, PAIR, VERSION_COLUMN, daily_reasons, one_as_of, read_features, read_holidays
 from step_io import install_wheelhouse, registered_archive, write_parquet
 
 BASE = Path("/opt/ml/processing")
@@ -40,6 +40,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--daily-dir", type=Path, default=BASE / "input" / "daily")
     parser.add_argument("--static-dir", type=Path, default=BASE / "input" / "static")
     parser.add_argument("--wheels-dir", type=Path, default=BASE / "input" / "wheels")
+    parser.add_argument("--holidays-dir", type=Path, default=BASE / "input" / "holidays")
     parser.add_argument("--predictions-dir", type=Path, default=BASE / "predictions")
     parser.add_argument("--quarantine-dir", type=Path, default=BASE / "quarantine")
     parser.add_argument("--seed", type=int, default=0)
@@ -66,6 +67,7 @@ def main(argv: list[str]) -> str:
         series_records,
         served_paths,
     )
+    from shelfwise.demand.calendar import RegionalHolidays
     from shelfwise.demand.keys import FEATURE_SET_VERSION
     from shelfwise.demand.publish import online_line
     from shelfwise.demand.series import build_panel
@@ -84,13 +86,17 @@ def main(argv: list[str]) -> str:
     static = static.drop_duplicates(PAIR).dropna(subset=PAIR)
     static[PAIR] = static[PAIR].astype(str)
     reasons = daily_reasons(daily, pd.MultiIndex.from_frame(static[PAIR]))
-    if (reasons != "").any():
-        write_parquet(
-            daily[reasons != ""].assign(reason=reasons[reasons != ""]).astype(str), args.quarantine_dir / "rows.parquet"
-        )
+    holidays, bad_holidays = read_holidays(args.holidays_dir)
+    quarantined = pd.concat(
+        [daily[reasons != ""].assign(reason=reasons[reasons != ""], table="daily"), bad_holidays], ignore_index=True
+    )
+    if len(quarantined):
+        write_parquet(quarantined.astype(str), args.quarantine_dir / "rows.parquet")
     daily = daily[reasons == ""].copy()
     daily[PAIR] = daily[PAIR].astype(str)
-    panel = build_panel(daily, static.drop(columns=[AS_OF, VERSION_COLUMN], errors="ignore"))
+    panel = build_panel(
+        daily, static.drop(columns=[AS_OF, VERSION_COLUMN], errors="ignore"), RegionalHolidays.from_frame(holidays)
+    )
     if panel.end != as_of:
         print(f"note: the history ends {panel.end - dt.timedelta(days=1)}, forecasts start on it + 1 day", flush=True)
 

@@ -1,7 +1,8 @@
 """Processing step: the day's demand features -> one validated panel of daily series (`shelfwise.demand.series`).
 
-Inputs are the partitions the `demand_features` job wrote for one `as_of` (daily rows and static attributes); a
-folder holding several `as_of`s is refused, so a run never mixes days. Features of another feature-set version than
+Inputs are the partitions the `demand_features` job wrote for one `as_of` (daily rows and static attributes) and,
+optionally, the retailer's regional holidays (raw `regional_holidays`, the newest snapshot); a folder holding several
+`as_of`s is refused, so a run never mixes days. Features of another feature-set version than
 this code's are refused with both versions named. Rows that cannot be used go to the quarantine output with a
 `reason` (a missing key or date, units that are not a count, a duplicate day, a pair without static attributes); the
 rest become `panel.npz` + `keys.parquet` + `meta.json` (as_of, series, days).
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from step_io import install_wheelhouse, read_partitioned, write_json, write_parquet
+from step_io import install_wheelhouse, parquet_files, partition_value, read_partitioned, write_json, write_parquet
 
 BASE = Path("/opt/ml/processing")
 AS_OF, VERSION_COLUMN = "as_of", "feature_set_version"
@@ -28,6 +29,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--daily-dir", type=Path, default=BASE / "input" / "daily")
     parser.add_argument("--static-dir", type=Path, default=BASE / "input" / "static")
     parser.add_argument("--wheels-dir", type=Path, default=BASE / "input" / "wheels")
+    parser.add_argument("--holidays-dir", type=Path, default=BASE / "input" / "holidays")
     parser.add_argument("--panel-dir", type=Path, default=BASE / "panel")
     parser.add_argument("--quarantine-dir", type=Path, default=BASE / "quarantine")
     parser.add_argument(
@@ -56,6 +58,26 @@ def one_as_of(frames: list[pd.DataFrame], expected_version: str) -> str:
     return days[0]
 
 
+def read_holidays(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The newest snapshot of the regional holidays under `folder` (none when it is absent or empty), as usable rows
+    `region, date` and the rows that are not, each with its `reason`."""
+    files = parquet_files(folder) if folder.is_dir() else []
+    if not files:
+        return pd.DataFrame({"region": pd.Series(dtype=str), "date": pd.Series(dtype="datetime64[ns]")}), pd.DataFrame()
+    snapshots = {path: partition_value(path, "dt") or "" for path in files}
+    newest = max(snapshots.values())
+    rows = pd.concat([pd.read_parquet(p) for p, day in snapshots.items() if day == newest], ignore_index=True)
+    for column in ("region", "date"):
+        if column not in rows.columns:
+            raise SystemExit(f"the regional holidays under {folder} lack column {column!r}")
+    dates = pd.to_datetime(rows["date"], errors="coerce")
+    reasons = pd.Series("", index=rows.index, dtype=object)
+    reasons[dates.isna()] = "missing or malformed date"
+    reasons[rows["region"].isna() | (rows["region"].astype(str).str.strip() == "")] = "missing region"
+    good = rows[reasons == ""].assign(date=dates[reasons == ""])[["region", "date"]]
+    return good, rows[reasons != ""].assign(reason=reasons[reasons != ""], table="regional_holidays")
+
+
 def daily_reasons(daily: pd.DataFrame, static_pairs: pd.MultiIndex) -> pd.Series:
     """The first reason each daily row cannot be used, or "" when it can."""
     units = pd.to_numeric(daily["units"], errors="coerce")
@@ -75,6 +97,7 @@ def daily_reasons(daily: pd.DataFrame, static_pairs: pd.MultiIndex) -> pd.Series
 def main(argv: list[str]) -> str:
     args = parse_args(argv)
     install_wheelhouse(args.wheels_dir)
+    from shelfwise.demand.calendar import RegionalHolidays
     from shelfwise.demand.keys import FEATURE_SET_VERSION
     from shelfwise.demand.series import build_panel, save_panel
 
@@ -86,10 +109,12 @@ def main(argv: list[str]) -> str:
     static_ok = static[~bad_static].copy()
     static_ok[PAIR] = static_ok[PAIR].astype(str)
     reasons = daily_reasons(daily, pd.MultiIndex.from_frame(static_ok[PAIR]))
+    holidays, bad_holidays = read_holidays(args.holidays_dir)
     quarantined = pd.concat(
         [
             daily[reasons != ""].assign(reason=reasons[reasons != ""], table="daily"),
             static[bad_static].assign(reason="missing key or a second row for the pair", table="static"),
+            bad_holidays,
         ],
         ignore_index=True,
     )
@@ -101,15 +126,19 @@ def main(argv: list[str]) -> str:
         raise SystemExit(f"no usable daily demand rows ({len(quarantined)} quarantined)")
     used = pd.MultiIndex.from_frame(daily_ok[PAIR].drop_duplicates())
     static_ok = static_ok[pd.MultiIndex.from_frame(static_ok[PAIR]).isin(used)]
-    panel = build_panel(daily_ok, static_ok.drop(columns=[AS_OF, VERSION_COLUMN], errors="ignore"))
+    panel = build_panel(
+        daily_ok,
+        static_ok.drop(columns=[AS_OF, VERSION_COLUMN], errors="ignore"),
+        RegionalHolidays.from_frame(holidays),
+    )
     save_panel(panel, args.panel_dir)
     write_json(
         {"as_of": as_of, "series": len(panel.keys), "days": panel.n_days, "start": panel.start.isoformat()},
         args.panel_dir / "meta.json",
     )
     return (
-        f"panel of {len(panel.keys):,} series x {panel.n_days} days as of {as_of}; "
-        f"{len(quarantined):,} rows quarantined"
+        f"panel of {len(panel.keys):,} series x {panel.n_days} days as of {as_of}, regional holidays of "
+        f"{len(panel.holidays.dates)} region(s); {len(quarantined):,} rows quarantined"
     )
 
 

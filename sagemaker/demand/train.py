@@ -41,6 +41,7 @@ def main(argv: list[str]) -> str:
     install_wheelhouse(args.wheels)
     from shelfwise.demand import model_store
     from shelfwise.demand.backtest import training_days
+    from shelfwise.demand.calendar import ALL_COVARIATES
     from shelfwise.demand.models import HORIZON, DeepARSettings, train_deepar
     from shelfwise.demand.series import load_panel
 
@@ -64,6 +65,7 @@ def main(argv: list[str]) -> str:
         seconds[name] = round(time.perf_counter() - started, 1)
     training = {
         "versions": model_store.installed_versions(),
+        "covariates": list(ALL_COVARIATES),
         "settings": {"epochs": args.epochs, "batches_per_epoch": args.batches_per_epoch, "seed": args.seed},
         "windows": args.windows,
         "horizon": HORIZON,
@@ -71,6 +73,7 @@ def main(argv: list[str]) -> str:
         "trained_until": panel.end.isoformat(),
         "seconds": seconds,
         "series": len(panel.keys),
+        "regions_with_holidays": sorted(panel.holidays.dates),
     }
     (args.model_dir / "training.json").write_text(json.dumps(training, indent=2, sort_keys=True), encoding="utf-8")
     return (

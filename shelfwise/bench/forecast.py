@@ -10,6 +10,7 @@ true demand the stockouts hid.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +34,7 @@ from shelfwise.demand.backtest import (
     BacktestResult,
     BacktestSettings,
 )
+from shelfwise.demand.calendar import RegionalHolidays
 from shelfwise.demand.models import DeepARSettings
 from shelfwise.demand.pipeline import CANDIDATE_NAMES
 from shelfwise.demand.series import DemandPanel, build_panel
@@ -76,6 +78,12 @@ def demand_frames(world: Path, top: int = 0, before: dt.date | None = None) -> t
     return daily.toPandas(), static.toPandas()
 
 
+def world_holidays(world: Path) -> RegionalHolidays:
+    """The world's regional holiday calendar (`regional_holidays.parquet`), or none when the world has none."""
+    path = world / "regional_holidays.parquet"
+    return RegionalHolidays.from_frame(pd.read_parquet(path)) if path.is_file() else RegionalHolidays()
+
+
 def true_demand(world: Path, panel: DemandPanel) -> np.ndarray | None:
     """The synthetic world's uncensored demand aligned with the panel, or None for other data."""
     path = world / "truth" / "demand.parquet"
@@ -96,10 +104,12 @@ def resolve_world(data: str) -> tuple[str, Path]:
     from shelfwise.config import settings
 
     if data == DEFAULT_WORLD:
-        world = settings().work_dir / "worlds" / "default-42"
-        if not (world / "manifest.json").is_file():
-            from shelfwise.world.generate import generate_world
+        from shelfwise.world.generate import GENERATOR_VERSION, generate_world
 
+        world = settings().work_dir / "worlds" / "default-42"
+        manifest = world / "manifest.json"
+        # A world of an older generator lacks what this code reads (e.g. the regional holidays): made again.
+        if not manifest.is_file() or json.loads(manifest.read_text())["generator_version"] != GENERATOR_VERSION:
             generate_world("default", 42, world)
         return "default world", world
     if data.startswith(WORLD_PREFIX):
@@ -271,7 +281,7 @@ def command(
     before = last + dt.timedelta(days=1 - HORIZON * (windows + CALIBRATION_WINDOWS))
     with console.status("demand features (Spark)"):
         daily, static = demand_frames(world, top, before)
-        panel = build_panel(daily, static)
+        panel = build_panel(daily, static, world_holidays(world))
         truth = true_demand(world, panel)
     features_s = time.perf_counter() - started
     span = f"{panel.start} .. {panel.end - dt.timedelta(days=1)}"

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shelfwise.bench.forecast import DEFAULT_WORLD, demand_frames, resolve_world, true_demand
+from shelfwise.bench.forecast import DEFAULT_WORLD, demand_frames, resolve_world, true_demand, world_holidays
 from shelfwise.demand.inventory_backtest import PolicyOutcome
 from shelfwise.demand.series import DemandPanel
 
@@ -115,7 +115,7 @@ def command(
     label, world = resolve_world(data)
     with console.status("demand features (Spark)"):
         daily, static = demand_frames(world)
-        panel = build_panel(daily, static)
+        panel = build_panel(daily, static, world_holidays(world))
         truth = true_demand(world, panel)
     if truth is None:
         raise typer.BadParameter(f"{label} has no true demand (truth/demand.parquet): use a synthetic world")

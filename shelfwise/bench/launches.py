@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shelfwise.bench.forecast import DEFAULT_WORLD, demand_frames, resolve_world, true_demand
+from shelfwise.bench.forecast import DEFAULT_WORLD, demand_frames, resolve_world, true_demand, world_holidays
 from shelfwise.demand.cold_start_backtest import (
     ALL,
     ATTRIBUTE_MODEL,
@@ -130,7 +130,7 @@ def command(
     started = time.perf_counter()
     with console.status("demand features (Spark)"):
         daily, static = demand_frames(world)
-        panel = build_panel(daily, static)
+        panel = build_panel(daily, static, world_holidays(world))
         truth = true_demand(world, panel)
     console.print(
         f"{label}: {len(panel.keys):,} location x SKU series, {panel.start} .. {panel.end - dt.timedelta(days=1)} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -68,11 +69,19 @@ def sales_csv(
         ),
     ],
     out: OutOption = None,
+    regional_holidays: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your regions' public holidays as CSV: region, date [, name]; the forecasts learn their lift.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Your own daily sales per store and SKU: sales, returns, listings, stores and products, ids kept as given."""
     from shelfwise.loaders.sales_csv import KIND, load_sales_csv
 
-    _run(load_sales_csv, file, out, KIND)
+    _run(functools.partial(load_sales_csv, holidays=regional_holidays), file, out, KIND)
 
 
 def _run(loader: Callable[[Path, Path], LoadReport], source: Path, out: Path | None, kind: str) -> None:
@@ -88,7 +97,8 @@ def _run(loader: Callable[[Path, Path], LoadReport], source: Path, out: Path | N
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    console.print(report.table())
+    for accounting in (report, *report.companions):
+        console.print(accounting.table())
     console.print(
         f"world {kind}: {report.loaded_rows:,} rows loaded, {report.quarantined_rows:,} quarantined -> {out_dir}"
     )

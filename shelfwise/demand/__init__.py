@@ -8,6 +8,7 @@ The data that flows through it:
   (price paid / base price; null on a day without sales).
 - `features/demand/static/as_of=YYYY-MM-DD/`: one row per location x SKU: `store_id, sku, region, format,
   department, category, brand, price_tier, launch_date`.
-- Calendar covariates (day of week, events and their lead-up days, regional holidays) are not stored: they are known
-  in advance, so `shelfwise.demand.calendar` computes them for any date, history and future alike.
+- Calendar covariates (events and their lead-up days; each store's region's holidays and their eves, from the raw
+  `regional_holidays` calendar) are not stored as features: they are known in advance, so
+  `shelfwise.demand.calendar` computes them for any date, history and future alike.
 """

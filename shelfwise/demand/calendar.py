@@ -3,12 +3,16 @@
 Day of week, month and day of year are the forecaster's own time features; these are the events that move on the
 calendar (Easter, Black Friday) or whose build-up a weekly or yearly cycle cannot express (the Christmas run-up).
 Each covariate is 0 outside its event, so a model learns its effect only from the days it applies to.
+
+Regional holidays differ by series: a store's region's holidays, from the retailer's calendar (the raw table
+`regional_holidays`), give `REGIONAL_COVARIATES`; a location whose region has none (the online store) keeps zeros.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -104,3 +108,47 @@ def covariate_frame(start: dt.date, n_days: int) -> pd.DataFrame:
     """The covariates as a frame indexed by date (for reports and inspection)."""
     index = pd.date_range(start, periods=n_days, freq="D")
     return pd.DataFrame(calendar_covariates(start, n_days).T, index=index, columns=list(COVARIATES))
+
+
+#: The covariates of a series' own region, after `COVARIATES` in the dynamic features.
+REGIONAL_COVARIATES: tuple[str, ...] = ("regional_holiday_eve", "regional_holiday")
+ALL_COVARIATES: tuple[str, ...] = (*COVARIATES, *REGIONAL_COVARIATES)
+
+
+@dataclass(frozen=True)
+class RegionalHolidays:
+    """The public holidays of each region, as the retailer's calendar lists them."""
+
+    dates: dict[str, tuple[dt.date, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, dt.date]]) -> RegionalHolidays:
+        by_region: dict[str, set[dt.date]] = {}
+        for region, date in rows:
+            by_region.setdefault(str(region), set()).add(date)
+        return cls({region: tuple(sorted(days)) for region, days in sorted(by_region.items())})
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> RegionalHolidays:
+        """From a table with columns `region, date`; a row missing either is an error naming the column."""
+        for column in ("region", "date"):
+            if column not in frame.columns:
+                raise ValueError(f"regional holidays lack column {column!r}")
+            if frame[column].isna().any():
+                raise ValueError(f"regional holidays have rows without a {column}")
+        dates = pd.to_datetime(frame["date"]).dt.date
+        return cls.from_rows(zip(frame["region"].astype(str), dates, strict=True))
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [(region, day) for region, days in self.dates.items() for day in days]
+        return pd.DataFrame(rows, columns=["region", "date"]).astype({"region": str})
+
+    def covariates(self, region: str, start: dt.date, n_days: int) -> np.ndarray:
+        """`REGIONAL_COVARIATES` of one region over `n_days` from `start`: shape (2, n_days), float32."""
+        out = np.zeros((len(REGIONAL_COVARIATES), n_days), dtype=np.float32)
+        for day in self.dates.get(region, ()):
+            index = (day - start).days
+            for row, at in ((0, index - 1), (1, index)):
+                if 0 <= at < n_days:
+                    out[row, at] = 1.0
+        return out

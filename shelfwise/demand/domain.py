@@ -10,6 +10,7 @@ from shelfwise.demand.pipeline import (
     DAILY_FEATURES as DAILY_PARAMETER,
 )
 from shelfwise.demand.pipeline import (
+    HOLIDAYS_PREFIX,
     PREDICTIONS_PREFIX,
     scoring_pipeline_spec,
     training_pipeline_spec,
@@ -123,7 +124,7 @@ DOMAIN = Domain(
         library_modules=LIBRARY_MODULES,
         training=training_pipeline_spec,
         scoring=scoring_pipeline_spec,
-        reads=(FEATURES, "code/demand/"),
+        reads=(FEATURES, HOLIDAYS_PREFIX, "code/demand/"),
         writes=(
             MODELS,
             PREDICTIONS_PREFIX,

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shelfwise.demand.calendar import ALL_COVARIATES
 from shelfwise.demand.models import StaticCodes
 from shelfwise.demand.pipeline import CANDIDATE_NAMES
 
@@ -40,6 +41,10 @@ class ModelVersionMismatchError(RuntimeError):
     """The model was trained with other versions of gluonts, torch or pandas than the running ones."""
 
 
+class CovariateMismatchError(RuntimeError):
+    """The model was trained with other calendar covariates than this code computes."""
+
+
 @dataclass(frozen=True)
 class ModelManifest:
     forecaster: str
@@ -56,6 +61,8 @@ class ModelManifest:
     spread: dict[str, float] = field(default_factory=dict)
     #: Whether the series' paths are reconciled to a forecast of the total before anything is summed or served.
     reconcile_to_total: bool = False
+    #: The dynamic features DeepAR was trained with, in order; a network fed others would misread them.
+    covariates: list[str] = field(default_factory=lambda: list(ALL_COVARIATES))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -93,9 +100,26 @@ def load_manifest(model_dir: Path, running: dict[str, str] | None = None) -> Mod
     path = model_dir / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{model_dir} holds no {MANIFEST}: not a demand model")
-    manifest = ModelManifest(**json.loads(path.read_text(encoding="utf-8")))
+    fields = json.loads(path.read_text(encoding="utf-8"))
+    # A manifest from before the field was recorded: the covariates of the time, without the regional ones.
+    fields.setdefault("covariates", [c for c in ALL_COVARIATES if not c.startswith("regional_")])
+    manifest = ModelManifest(**fields)
     check_versions(manifest.versions, running)
+    check_covariates(manifest.covariates)
     return manifest
+
+
+def check_covariates(recorded: list[str]) -> None:
+    """Raise CovariateMismatchError naming the covariates only one side has."""
+    if list(recorded) == list(ALL_COVARIATES):
+        return
+    missing = [c for c in ALL_COVARIATES if c not in recorded]
+    extra = [c for c in recorded if c not in ALL_COVARIATES]
+    raise CovariateMismatchError(
+        "the demand model was trained with other calendar covariates than this code computes "
+        f"(it lacks {', '.join(missing) or 'none'}; it has {', '.join(extra) or 'no'} others, or another order): "
+        "train it again"
+    )
 
 
 def save_predictor(model_dir: Path, name: str, predictor: PyTorchPredictor, codes: StaticCodes) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from shelfwise.demand.calendar import COVARIATES, calendar_covariates
+from shelfwise.demand.calendar import ALL_COVARIATES, calendar_covariates
 from shelfwise.demand.series import STATIC_ATTRIBUTES, DemandPanel
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class DeepARSettings:
             # Units are counts, often zero: a negative binomial, not the default Student's t.
             distr_output=NegativeBinomialOutput(),
             lags_seq=list(LAGS),
-            num_feat_dynamic_real=len(COVARIATES),
+            num_feat_dynamic_real=len(ALL_COVARIATES),
             num_feat_static_cat=len(STATIC_ATTRIBUTES),
             cardinality=cardinality,
             trainer_kwargs={
@@ -177,16 +177,22 @@ class StaticCodes:
 
 def gluonts_entries(panel: DemandPanel, codes: StaticCodes, future_days: int) -> Iterator[dict[str, Any]]:
     """The panel as GluonTS entries; dynamic features run `future_days` past the target (0 for training)."""
-    covariates = calendar_covariates(panel.start, panel.n_days + future_days)
+    n_days = panel.n_days + future_days
+    shared = calendar_covariates(panel.start, n_days)
+    regions = panel.keys["region"].astype(str) if "region" in panel.keys else pd.Series("", index=panel.keys.index)
+    # One matrix per region, not per series: each entry's features are a view of its region's.
+    covariates = {
+        region: np.vstack([shared, panel.holidays.covariates(region, panel.start, n_days)]) for region in set(regions)
+    }
     static = codes.encode(panel.keys)
     target = panel.target  # computed once: each entry is a view of it
-    for i, start in enumerate(_starts(panel)):
+    for i, (start, region) in enumerate(zip(_starts(panel), regions, strict=True)):
         yield {
             "item_id": i,
             "start": pd.Period(panel.start + dt.timedelta(days=int(start)), FREQ),
             "target": target[i, start:],
             "feat_static_cat": static[i],
-            "feat_dynamic_real": covariates[:, start:],
+            "feat_dynamic_real": covariates[region][:, start:],
         }
 
 

@@ -39,6 +39,7 @@ REGISTER, FAIL, FORECAST = "RegisterDemandModel", "DemandModelRejected", "BatchF
 
 MIN_IMPROVEMENT, APPROVAL = "MinImprovementOverSeasonalNaive", "ModelApprovalStatus"
 DAILY_FEATURES, STATIC_FEATURES, WHEELHOUSE = "DailyFeaturesUri", "StaticFeaturesUri", "WheelhouseUri"
+REGIONAL_HOLIDAYS = "RegionalHolidaysUri"
 EPOCHS, CANDIDATES, BACKTEST_SERIES = "Epochs", "Candidates", "BacktestSeries"
 #: Every forecaster the evaluation may select (`shelfwise.demand.backtest` scores them), and how tables name it.
 CANDIDATE_NAMES: dict[str, str] = {
@@ -60,6 +61,8 @@ RUNS_PREFIX = "pipelines/demand"
 PREDICTIONS_PREFIX = "predictions/demand/"
 DAILY_PREFIX, STATIC_PREFIX = "features/demand/daily/", "features/demand/static/"
 WHEELHOUSE_PREFIX = "code/demand/wheelhouse/"
+#: The retailer's regional holiday calendar (raw table `regional_holidays`); without it the regional covariates are 0.
+HOLIDAYS_PREFIX = "raw/regional_holidays/"
 #: Customer metadata of a registered package, as the evaluation step measured it.
 REGISTERED_METADATA = {
     "artifact_sha256": "artifact.sha256",
@@ -81,6 +84,10 @@ def _wheels() -> Input:
     return Input("wheels", ParamRef(WHEELHOUSE), f"{PROCESSING}/input/wheels", optional=True)
 
 
+def _holidays() -> Input:
+    return Input("holidays", ParamRef(REGIONAL_HOLIDAYS), f"{PROCESSING}/input/holidays", optional=True)
+
+
 def _prepare_step(cfg: PipelineConfig) -> ProcessingStep:
     return ProcessingStep(
         name=PREPARE,
@@ -88,6 +95,7 @@ def _prepare_step(cfg: PipelineConfig) -> ProcessingStep:
         inputs=(
             Input("daily", ParamRef(DAILY_FEATURES), f"{PROCESSING}/input/daily"),
             Input("static", ParamRef(STATIC_FEATURES), f"{PROCESSING}/input/static"),
+            _holidays(),
             _wheels(),
         ),
         outputs=(
@@ -184,6 +192,7 @@ def _feature_parameters(cfg: PipelineConfig) -> tuple[Parameter, ...]:
     return (
         Parameter(DAILY_FEATURES, f"s3://{cfg.bucket}/{DAILY_PREFIX}"),
         Parameter(STATIC_FEATURES, f"s3://{cfg.bucket}/{STATIC_PREFIX}"),
+        Parameter(REGIONAL_HOLIDAYS, f"s3://{cfg.bucket}/{HOLIDAYS_PREFIX}"),
         Parameter(WHEELHOUSE, cfg.wheelhouse_uri or f"s3://{cfg.bucket}/{WHEELHOUSE_PREFIX}"),
     )
 
@@ -219,6 +228,7 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
             Input("model", ParamRef(MODEL_URI), f"{PROCESSING}/model"),
             Input("daily", ParamRef(DAILY_FEATURES), f"{PROCESSING}/input/daily"),
             Input("static", ParamRef(STATIC_FEATURES), f"{PROCESSING}/input/static"),
+            _holidays(),
             _wheels(),
         ),
         outputs=(

@@ -8,11 +8,13 @@ them, which is what the stores' totals add up.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from shelfwise.demand.calendar import RegionalHolidays
 
 KEY: tuple[str, str] = ("store_id", "sku")
 #: Static attributes, in the order the forecasters read them as categorical features.
@@ -34,6 +36,8 @@ class DemandPanel:
     """(series,) the first day of each series' selling life."""
     launch_index: np.ndarray
     """(series,) the SKU's launch day relative to `start` (negative when it launched earlier): for its age."""
+    holidays: RegionalHolidays = field(default_factory=RegionalHolidays)
+    """The regions' public holidays, past and coming: covariates of each series by its `region`."""
 
     @property
     def n_days(self) -> int:
@@ -58,6 +62,7 @@ class DemandPanel:
             self.censored[:, :n_days],
             self.start_index,
             self.launch_index,
+            self.holidays,
         )
 
     def select(self, rows: np.ndarray) -> DemandPanel:
@@ -70,10 +75,11 @@ class DemandPanel:
             self.censored[rows],
             self.start_index[rows],
             self.launch_index[rows],
+            self.holidays,
         )
 
 
-def build_panel(daily: pd.DataFrame, static: pd.DataFrame) -> DemandPanel:
+def build_panel(daily: pd.DataFrame, static: pd.DataFrame, holidays: RegionalHolidays | None = None) -> DemandPanel:
     """The panel of the `demand_features` outputs (see `shelfwise.demand`), series ordered by (store_id, sku)."""
     missing = [c for c in (*KEY, "date", "units", "censored") if c not in daily.columns]
     if missing:
@@ -98,15 +104,17 @@ def build_panel(daily: pd.DataFrame, static: pd.DataFrame) -> DemandPanel:
     np.minimum.at(start_index, rows, day)
     launch = pd.to_datetime(keys["launch_date"]) if "launch_date" in keys else pd.Series(start, index=keys.index)
     launch_index = ((launch - start) / pd.Timedelta(days=1)).astype(np.int64).to_numpy()
-    return DemandPanel(keys, start.date(), units, censored, start_index, launch_index)
+    return DemandPanel(keys, start.date(), units, censored, start_index, launch_index, holidays or RegionalHolidays())
 
 
 PANEL_ARRAYS = "panel.npz"
 PANEL_KEYS = "keys.parquet"
+PANEL_HOLIDAYS = "holidays.parquet"
 
 
 def save_panel(panel: DemandPanel, folder: Path) -> None:
-    """The panel as two files: its arrays (`panel.npz`) and its series' keys and attributes (`keys.parquet`)."""
+    """The panel as files: its arrays (`panel.npz`), its series' keys and attributes (`keys.parquet`) and the
+    regional holidays (`holidays.parquet`)."""
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         folder / PANEL_ARRAYS,
@@ -117,9 +125,12 @@ def save_panel(panel: DemandPanel, folder: Path) -> None:
         start=np.array(panel.start.isoformat()),
     )
     panel.keys.to_parquet(folder / PANEL_KEYS, index=False)
+    panel.holidays.to_frame().to_parquet(folder / PANEL_HOLIDAYS, index=False)
 
 
 def load_panel(folder: Path) -> DemandPanel:
+    holidays_file = folder / PANEL_HOLIDAYS
+    holidays = RegionalHolidays.from_frame(pd.read_parquet(holidays_file)) if holidays_file.is_file() else None
     with np.load(folder / PANEL_ARRAYS) as arrays:
         return DemandPanel(
             keys=pd.read_parquet(folder / PANEL_KEYS),
@@ -128,4 +139,5 @@ def load_panel(folder: Path) -> DemandPanel:
             censored=arrays["censored"],
             start_index=arrays["start_index"],
             launch_index=arrays["launch_index"],
+            holidays=holidays or RegionalHolidays(),
         )

@@ -54,6 +54,8 @@ class LoadReport:
     rule_descriptions: dict[str, str] = field(default_factory=dict)
     #: Values rewritten on rows that were loaded (e.g. lower-case stock codes); informational, not in the identity.
     normalised: dict[str, int] = field(default_factory=dict)
+    #: The accountings of companion files loaded with the source (e.g. a regional holiday calendar).
+    companions: list[LoadReport] = field(default_factory=list)
 
     @property
     def quarantined_rows(self) -> int:

@@ -33,6 +33,8 @@ Mapping:
   that is before the file's last date, else null.
 - Stores: one per store id, format `neighborhood` (the schema needs a format and the file does not say), open date
   = its first row.
+- Regional holidays (optional, a second file: `shelfwise.loaders.regional_holidays`): the raw `regional_holidays`
+  table, its unreadable rows in `quarantine/regional_holidays.parquet`.
 
 Cleaning rules (`RULES`) are applied in order; a row is counted under the first rule it meets and written with its
 original values (the columns read, as text), its `source_row` (1-based, header and blank lines excluded) and a
@@ -49,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from shelfwise.loaders.orders_csv import QUANTITY_PATTERN
+from shelfwise.loaders.regional_holidays import holidays_report, read_holidays_csv
 from shelfwise.loaders.report import CleaningRule, LoadReport, apply_rules
 from shelfwise.loaders.world_files import (
     Manifest,
@@ -59,7 +62,7 @@ from shelfwise.loaders.world_files import (
     write_quarantine,
     write_transactions_world,
 )
-from shelfwise.schemas import CUSTOMER_SCHEMA, LISTING_SCHEMA
+from shelfwise.schemas import CUSTOMER_SCHEMA, LISTING_SCHEMA, REGIONAL_HOLIDAY_SCHEMA
 
 KIND = "sales-csv"
 GENERATOR_VERSION = "shelfwise.loaders.sales_csv/1"
@@ -201,9 +204,11 @@ def parse(raw: pd.DataFrame) -> _Parsed:
     )
 
 
-def load_sales_csv(source: Path, out_dir: Path) -> LoadReport:
-    """Map a daily sales CSV into a world folder at `out_dir`; returns the reconciled accounting."""
+def load_sales_csv(source: Path, out_dir: Path, holidays: Path | None = None) -> LoadReport:
+    """Map a daily sales CSV (and a regional holiday calendar, when given) into a world folder at `out_dir`; returns
+    the reconciled accounting of the sales rows."""
     raw = read_source(source)
+    calendar = read_holidays_csv(holidays) if holidays is not None else None
     parsed = parse(raw)
     rule, reason = apply_rules(raw.index, _CHECKS, parsed)
     loaded = rule == ""
@@ -226,6 +231,11 @@ def load_sales_csv(source: Path, out_dir: Path) -> LoadReport:
         generator_version=GENERATOR_VERSION,
         extra={"source": {"name": "sales CSV", "file": source.name, "rows": len(raw)}, "quarantine": counts},
     )
+    if calendar is not None and holidays is not None:
+        write_parquet(to_arrow(calendar.holidays, REGIONAL_HOLIDAY_SCHEMA), out_dir / "regional_holidays.parquet")
+        manifest.add_table("regional_holidays", len(calendar.holidays), ["regional_holidays.parquet"])
+        if len(calendar.quarantined):
+            write_quarantine(out_dir, "regional_holidays", calendar.quarantined)
     _write_world(days, manifest, out_dir)
     sold = loaded & (parsed.units != 0)
     report = LoadReport(
@@ -241,6 +251,8 @@ def load_sales_csv(source: Path, out_dir: Path) -> LoadReport:
         },
     )
     report.assert_reconciles()
+    if calendar is not None and holidays is not None:
+        report.companions.append(holidays_report(holidays, out_dir, calendar))
     return report
 
 

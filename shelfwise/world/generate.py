@@ -21,7 +21,7 @@ from shelfwise.world.scales import ScaleSpec, scale_spec
 from shelfwise.world.simulate import Month, World, simulate
 from shelfwise.world.writer import PartWriter, StreamWriter, write_manifest, write_parquet
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 #: Share of the progress bar each stage takes.
 _SETUP, _IMAGES, _SIMULATE = 0.04, 0.04, 0.88
 _ACTIVE_SHARE = 0.55  # rough share of customers active on an average day (growth and churn), for calibration
@@ -132,6 +132,8 @@ def generate_world(scale: str, seed: int, out_dir: Path, progress: Progress | No
     w = setup.world
     write_parquet(tables.stores_table(w.stores, w.cal), staging / "stores.parquet")
     write_parquet(tables.products_table(w.products, setup.styles, w.cal), staging / "products.parquet")
+    holidays = tables.regional_holidays_table(w.stores.regions, w.cal)
+    write_parquet(holidays, staging / "regional_holidays.parquet")
     _write_images(staging, setup, lambda f: report("drawing product images", _SETUP + _IMAGES * f))
     sink = _MonthSink(staging, setup)
     simulate(w, rng, sink, lambda f: report("simulating days", _SETUP + _IMAGES + _SIMULATE * f))
@@ -153,6 +155,7 @@ def generate_world(scale: str, seed: int, out_dir: Path, progress: Progress | No
         "order_lines": sink.order_lines.rows,
         "clickstream": sink.clickstream.rows,
         "stockouts": sink.stockouts.rows,
+        "regional_holidays": holidays.num_rows,
     }
     files = {
         "stores": ["stores.parquet"],
@@ -161,6 +164,7 @@ def generate_world(scale: str, seed: int, out_dir: Path, progress: Progress | No
         "order_lines": sink.order_lines.files,
         "clickstream": sink.clickstream.files,
         "stockouts": ["stockouts.parquet"],
+        "regional_holidays": ["regional_holidays.parquet"],
     }
     truth_rows = {relative: table.num_rows for relative, table in truth.items()}
     truth_rows[sink.demand.relative] = sink.demand.rows

@@ -11,11 +11,12 @@ from shelfwise.schemas import (
     CUSTOMER_SCHEMA,
     ORDER_LINE_SCHEMA,
     PRODUCT_SCHEMA,
+    REGIONAL_HOLIDAY_SCHEMA,
     STOCKOUT_SCHEMA,
     STORE_SCHEMA,
 )
 from shelfwise.world.arrays import BoolArray, IntArray
-from shelfwise.world.calendar import CHANNELS, Calendar, HolidayEffects, weekly_profile
+from shelfwise.world.calendar import CHANNELS, Calendar, HolidayEffects, regional_holiday, weekly_profile
 from shelfwise.world.catalog import CATEGORIES, Products, Stores
 from shelfwise.world.clickstream import EVENT_TYPES
 from shelfwise.world.customers import NEVER, Customers
@@ -267,6 +268,25 @@ def truth_customers_table(c: Customers, stores: Stores, cal: Calendar) -> pa.Tab
             "online_share": pa.array(c.online_share, pa.float64()),
         },
         schema=TRUTH_CUSTOMER_SCHEMA,
+    )
+
+
+def regional_holidays_table(regions: tuple[str, ...], cal: Calendar) -> pa.Table:
+    """The regions' public holidays, as a retailer's calendar lists them: the world's years and the next one, so the
+    forecasts' horizon past the world's end is covered. The dates only; how much each lifts demand is the truth's."""
+    rows = sorted(
+        (date, region, name)
+        for year in range(cal.start.year, cal.end.year + 2)
+        for region in regions
+        for name, date in [regional_holiday(region, year)]
+    )
+    return pa.table(
+        {
+            "region": [region for _, region, _ in rows],
+            "date": pa.array([date for date, _, _ in rows], pa.date32()),
+            "name": [name for _, _, name in rows],
+        },
+        schema=REGIONAL_HOLIDAY_SCHEMA,
     )
 
 

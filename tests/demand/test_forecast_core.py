@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from shelfwise.demand.calendar import COVARIATES, calendar_covariates
+from shelfwise.demand.calendar import ALL_COVARIATES, COVARIATES, RegionalHolidays, calendar_covariates
 from shelfwise.demand.forecast_records import (
     CUMULATIVE_LEVELS,
     DAILY_QUANTILES,
@@ -18,8 +19,8 @@ from shelfwise.demand.forecast_records import (
 )
 from shelfwise.demand.inventory import order_up_to_decision
 from shelfwise.demand.metrics import score
-from shelfwise.demand.models import seasonal_naive_paths
-from shelfwise.demand.series import build_panel
+from shelfwise.demand.models import StaticCodes, gluonts_entries, seasonal_naive_paths
+from shelfwise.demand.series import build_panel, load_panel, save_panel
 
 
 def _frames(units: list[list[float]], censored: list[tuple[int, int]] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -79,6 +80,39 @@ def test_black_friday_and_easter_covariates_fall_on_their_dates_in_any_year() ->
     # The run-up grows towards Christmas Eve.
     run_up = cov[COVARIATES.index("christmas_run_up")]
     assert run_up[(dt.date(2030, 12, 23) - start).days] > run_up[(dt.date(2030, 12, 1) - start).days] > 0
+
+
+def test_a_series_sees_its_own_regions_holidays_and_their_eves_and_no_other_regions() -> None:
+    daily, static = _frames([[1] * 10, [1] * 10, [1] * 10])
+    static["region"] = ["north", "south", "national"]
+    holidays = RegionalHolidays.from_rows([("north", dt.date(2024, 1, 4)), ("south", dt.date(2024, 1, 12))])
+    panel = build_panel(daily, static, holidays)
+    entries = list(gluonts_entries(panel, StaticCodes.fit(panel.keys), future_days=5))
+    eve, day = ALL_COVARIATES.index("regional_holiday_eve"), ALL_COVARIATES.index("regional_holiday")
+    features = [entry["feat_dynamic_real"] for entry in entries]
+    assert all(f.shape == (len(ALL_COVARIATES), 15) for f in features)
+    assert np.flatnonzero(features[0][day]).tolist() == [3]
+    assert np.flatnonzero(features[0][eve]).tolist() == [2]
+    # South's holiday falls in the forecast days: known in advance, so the features carry it.
+    assert np.flatnonzero(features[1][day]).tolist() == [11]
+    assert not features[2][[eve, day]].any()  # a region without holidays (the online store's)
+    # The shared calendar rows are the same for every series.
+    assert all((f[: len(COVARIATES)] == features[0][: len(COVARIATES)]).all() for f in features)
+
+
+def test_the_holiday_calendar_survives_saving_and_loading_the_panel(tmp_path: Path) -> None:
+    daily, static = _frames([[1, 2, 3]])
+    holidays = RegionalHolidays.from_rows([("north", dt.date(2024, 3, 17)), ("north", dt.date(2025, 3, 17))])
+    save_panel(build_panel(daily, static, holidays), tmp_path)
+    assert load_panel(tmp_path).holidays == holidays
+    assert load_panel(tmp_path).head(2).holidays == holidays
+
+
+def test_a_holiday_calendar_without_a_region_or_date_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="region"):
+        RegionalHolidays.from_frame(pd.DataFrame({"date": [dt.date(2024, 1, 1)]}))
+    with pytest.raises(ValueError, match="without a date"):
+        RegionalHolidays.from_frame(pd.DataFrame({"region": ["north"], "date": [None]}))
 
 
 def test_a_perfect_forecast_scores_zero_loss_full_coverage_and_no_bias() -> None:

@@ -303,3 +303,51 @@ def test_cli_names_a_missing_column(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "missing required column(s): store_id" in result.output
     assert not (tmp_path / "world").exists()
+
+
+HOLIDAY_ROWS = [
+    "north,2024-03-17,North Heritage Day",  # 1 loaded
+    " south ,2024-02-13,Carnival Tuesday",  # 2 loaded, the region stripped as the sales file's labels are
+    ",2024-05-01,No Region",  # 3 no region
+    "north,17/03/2024,Not ISO",  # 4 not an ISO date
+    "north,2024-03-17,Again",  # 5 repeats row 1
+]
+
+
+def test_a_regional_holiday_calendar_loads_beside_the_sales_and_loses_no_row(tmp_path: Path, lake: Lake) -> None:
+    sales = write_csv(tmp_path / "sales.csv", HEADER, ROWS)
+    calendar = write_csv(tmp_path / "holidays.csv", "region,date,name", HOLIDAY_ROWS)
+    report = load_sales_csv(sales, tmp_path / "world", holidays=calendar)
+    (holidays,) = report.companions
+    assert (holidays.input_rows, holidays.loaded_rows, holidays.quarantined_rows) == (5, 2, 3)
+    loaded = table(tmp_path / "world", "regional_holidays")
+    assert sorted(zip(loaded["region"], loaded["date"], strict=True)) == [
+        ("north", dt.date(2024, 3, 17)),
+        ("south", dt.date(2024, 2, 13)),
+    ]
+    reasons = quarantine(tmp_path / "world", "regional_holidays").set_index("source_row")["reason"]
+    assert reasons.to_dict() == {
+        3: "region is missing",
+        4: "date is not an ISO date (YYYY-MM-DD)",
+        5: "a second row for the same region and date",
+    }
+    ingest_world(tmp_path / "world", lake)
+    assert lake.read_table("raw/regional_holidays/").num_rows == 2
+
+
+def test_cli_prints_the_holiday_calendars_reconciliation(tmp_path: Path) -> None:
+    sales = write_csv(tmp_path / "sales.csv", HEADER, ROWS)
+    calendar = write_csv(tmp_path / "holidays.csv", "region,date", ["north,2024-03-17"])
+    out = tmp_path / "world"
+    result = runner.invoke(app, ["sales-csv", str(sales), "--out", str(out), "--regional-holidays", str(calendar)])
+    assert result.exit_code == 0, result.output
+    assert "Load of holidays.csv" in result.output
+    assert (out / "regional_holidays.parquet").is_file()
+
+
+def test_a_holiday_calendar_without_a_date_column_is_named(tmp_path: Path) -> None:
+    sales = write_csv(tmp_path / "sales.csv", HEADER, ROWS)
+    calendar = write_csv(tmp_path / "holidays.csv", "region,day", ["north,2024-03-17"])
+    with pytest.raises(MissingColumnsError, match="date"):
+        load_sales_csv(sales, tmp_path / "world", holidays=calendar)
+    assert not (tmp_path / "world").exists()

@@ -102,6 +102,14 @@ def run(code: Path, script: str, *args: str, env: dict[str, str] | None = None, 
 
 
 PARTITION = f"s3://lake/features/demand/daily/as_of={AS_OF}/"
+#: The raw `regional_holidays` table: one holiday in each region inside the history, one after it, one row unusable.
+HOLIDAYS = pd.DataFrame(
+    {
+        "region": ["north", "south", "north", None],
+        "date": [dt.date(2024, 6, 10), dt.date(2024, 7, 4), dt.date(2024, 8, 15), dt.date(2024, 7, 1)],
+        "name": ["North Day", "South Day", "Later Day", "nameless"],
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +125,15 @@ def prepared(code: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     write_partition(pd.concat([daily, bad], ignore_index=True).drop(columns=[]), root / "daily")
     write_partition(static, root / "static")
+    # Two snapshots of the raw calendar, as ingest lays them out: only the newest counts.
+    write_partition(HOLIDAYS.iloc[:1].assign(date=dt.date(2024, 5, 1)), root / "holidays" / "dt=2024-07-01")
+    write_partition(HOLIDAYS, root / "holidays" / "dt=2024-08-01")
     run(
         code,
         "prepare.py",
         "--daily-dir", str(root / "daily"),
         "--static-dir", str(root / "static"),
+        "--holidays-dir", str(root / "holidays"),
         "--panel-dir", str(root / "panel"),
         "--quarantine-dir", str(root / "quarantine"),
         "--daily-partition", PARTITION,
@@ -133,11 +145,22 @@ def test_prepare_quarantines_unusable_rows_with_a_reason_and_keeps_every_good_on
     quarantined = pd.read_parquet(prepared / "quarantine" / "rows.parquet")
     assert sorted(quarantined["reason"]) == [
         "a second row for the same store, sku and date",
+        "missing region",
         "no static attributes for the pair",
         "units missing or negative",
     ]
     meta = json.loads((prepared / "panel" / "meta.json").read_text())
     assert meta == {"as_of": AS_OF.isoformat(), "series": 12, "days": DAYS, "start": str(AS_OF - dt.timedelta(DAYS))}
+
+
+def test_prepare_keeps_the_newest_holiday_calendar_in_the_panel(prepared: Path) -> None:
+    from shelfwise.demand.series import load_panel
+
+    holidays = load_panel(prepared / "panel").holidays
+    assert holidays.dates == {
+        "north": (dt.date(2024, 6, 10), dt.date(2024, 8, 15)),
+        "south": (dt.date(2024, 7, 4),),
+    }
 
 
 def test_prepare_refuses_features_of_another_version_naming_both(code: Path, tmp_path: Path) -> None:
@@ -362,3 +385,20 @@ def test_a_model_trained_under_other_library_versions_is_refused_naming_them(
     assert "gluonts 0.14.4" in message
     assert "torch 2.1.0" in message
     assert "pandas" not in message  # only what differs
+
+
+def test_a_model_trained_with_other_covariates_is_refused_naming_them(
+    evaluated: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    from shelfwise.demand.calendar import ALL_COVARIATES
+
+    out, _ = evaluated
+    with tarfile.open(out / "package" / "model.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    manifest = json.loads((tmp_path / model_store.MANIFEST).read_text())
+    assert manifest["covariates"] == list(ALL_COVARIATES)
+    # A package from before the regional holidays: its network reads two dynamic features fewer.
+    del manifest["covariates"]
+    (tmp_path / model_store.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(model_store.CovariateMismatchError, match="regional_holiday_eve, regional_holiday"):
+        model_store.load_manifest(tmp_path)

@@ -116,3 +116,20 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_world(tmp_path: Path) -> No
     with pytest.raises(FileExistsError, match="not a world folder"):
         generate_world("small", 1, precious)
     assert (precious / "thesis.txt").read_text() == "do not delete"
+
+
+def test_the_regional_holiday_calendar_lists_each_regions_holiday_every_year_and_the_next(small_world: Path) -> None:
+    """The calendar a retailer keeps: the dates the truth's regional lifts fall on, a year past the world's end so
+    that forecasts beyond it know theirs."""
+    calendar = pq.read_table(small_world / "regional_holidays.parquet").to_pandas()
+    truth = pq.read_table(small_world / "truth" / "holidays.parquet").to_pandas()
+    regional = truth[(truth["event"] == "regional") & ~truth["name"].str.startswith("Eve of ")]
+    stores = pq.read_table(small_world / "stores.parquet").to_pandas()
+    physical_regions = set(stores["region"]) - {"national"}
+    assert set(calendar["region"]) == physical_regions
+    assert {d.year for d in calendar["date"]} == {2023, 2024, 2025}
+    assert calendar.groupby(["region", calendar["date"].map(lambda d: d.year)]).size().eq(1).all()
+    within = calendar[calendar["date"].map(lambda d: d.year) <= 2024]
+    assert set(zip(within["region"], within["date"], strict=True)) == set(
+        zip(regional["region"], regional["date"], strict=True)
+    )
