@@ -181,38 +181,50 @@ def calibration_table(result: BacktestResult, against: str) -> Table:
     return table
 
 
-def event_weeks(result: BacktestResult) -> dict[str, dict[str, float]]:
-    """wQL against sales at the store x SKU level over the retail peaks inside the scored windows: Thanksgiving
-    week to Cyber Monday, and the week before Christmas; {week: {model: wQL}}."""
+def event_weeks(result: BacktestResult, holidays: RegionalHolidays) -> dict[str, dict[str, float]]:
+    """wQL against sales at the store x SKU level over the retail peaks inside the scored windows (Thanksgiving week
+    to Cyber Monday, the week before Christmas) and over the regional holidays and their eves at the stores of
+    their region; {days: {model: wQL}}, days with no scored series left out."""
     from shelfwise.demand.metrics import QUANTILES, weighted_quantile_loss
     from shelfwise.demand.models import vincentize
     from shelfwise.retail_calendar import black_friday, cyber_monday
 
-    out: dict[str, dict[str, float]] = {}
+    cells: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]] = {}
     for window in result.sampled:
+        n_series, horizon = window.sales.shape
         year = window.cutoff.year
-        peaks = {
+        masks = {}
+        for week, (first, last) in {
             "Black Friday week": (black_friday(year) - dt.timedelta(days=4), cyber_monday(year)),
             "week before Christmas": (dt.date(year, 12, 18), dt.date(year, 12, 24)),
-        }
-        for week, (first, last) in peaks.items():
-            days = np.arange((first - window.cutoff).days, (last - window.cutoff).days + 1)
-            if days[0] < 0 or days[-1] >= window.sales.shape[1]:
-                continue
-            actual = window.sales[:, days]
-            paths = {**window.paths, "deepar+autoets": vincentize(window.paths["deepar"], window.paths["autoets"])}
-            out[week] = {
-                model: weighted_quantile_loss(
-                    actual, np.quantile(paths[model][:, :, days], QUANTILES, axis=1), np.isfinite(actual)
-                )
-                for model in CANDIDATES
-            }
+        }.items():
+            first_day, last_day = (first - window.cutoff).days, (last - window.cutoff).days
+            if first_day >= 0 and last_day < horizon:
+                masks[week] = np.zeros((n_series, horizon), dtype=bool)
+                masks[week][:, first_day : last_day + 1] = True
+        regional = np.zeros((n_series, horizon), dtype=bool)
+        for i, region in enumerate(window.keys["region"].astype(str)):
+            regional[i] = holidays.covariates(region, window.cutoff, horizon).any(axis=0)
+        if regional.any():
+            masks["regional holidays and eves"] = regional
+        paths = {**window.paths, "deepar+autoets": vincentize(window.paths["deepar"], window.paths["autoets"])}
+        for name, mask in masks.items():
+            cells.setdefault(name, []).append((window.sales, paths, mask))
+    out: dict[str, dict[str, float]] = {}
+    for name, parts in cells.items():
+        actual = np.concatenate([np.where(mask, sales, np.nan)[mask.any(axis=1)] for sales, _, mask in parts])
+        out[name] = {}
+        for model in CANDIDATES:
+            quantiles = np.concatenate(
+                [np.quantile(p[model], QUANTILES, axis=1)[:, mask.any(axis=1)] for _, p, mask in parts], axis=1
+            )
+            out[name][model] = weighted_quantile_loss(actual, quantiles, np.isfinite(actual))
     return out
 
 
 def event_table(weeks: dict[str, dict[str, float]]) -> Table:
     table = Table(title="wQL (store x SKU, against sales) over the retail peaks; margin: 1 - DeepAR / seasonal naive")
-    table.add_column("week")
+    table.add_column("days")
     for model in CANDIDATES:
         table.add_column(CANDIDATE_NAMES[model], justify="right")
     table.add_column("DeepAR's margin", justify="right")
@@ -267,6 +279,10 @@ def command(
             "(store_id, sku, date, mean, p05 .. p95) with the forecaster the backtest found best."
         ),
     ] = None,
+    regional_holidays: Annotated[
+        bool,
+        typer.Option(help="Give DeepAR the regional holidays as covariates (off: to measure what they bring)."),
+    ] = True,
 ) -> None:
     """wQL, MASE, RMSSE, interval coverage and bias of DeepAR and the classic forecasters, per hierarchy level."""
     from shelfwise.config import settings
@@ -281,12 +297,17 @@ def command(
     before = last + dt.timedelta(days=1 - HORIZON * (windows + CALIBRATION_WINDOWS))
     with console.status("demand features (Spark)"):
         daily, static = demand_frames(world, top, before)
-        panel = build_panel(daily, static, world_holidays(world))
+        holidays = world_holidays(world)
+        panel = build_panel(daily, static, holidays if regional_holidays else None)
         truth = true_demand(world, panel)
     features_s = time.perf_counter() - started
     span = f"{panel.start} .. {panel.end - dt.timedelta(days=1)}"
     chosen = f", the best sellers before {before}" if top else ""
-    console.print(f"{label}: {len(panel.keys):,} location x SKU series{chosen}, {span} (features {features_s:.0f} s)")
+    console.print(
+        f"{label}: {len(panel.keys):,} location x SKU series{chosen}, {span} (features {features_s:.0f} s); "
+        f"regional holidays of {len(holidays.dates)} region(s), "
+        + ("given to DeepAR" if regional_holidays else "NOT given to DeepAR (--no-regional-holidays)")
+    )
     work = settings().work_dir / "bench" / "forecast"
     work.mkdir(parents=True, exist_ok=True)
     backtest = BacktestSettings(
@@ -297,7 +318,7 @@ def command(
     for against in result.windows[0].scores:
         console.print(results_table(result, against))
         console.print(calibration_table(result, against))
-    weeks = event_weeks(result)
+    weeks = event_weeks(result, holidays)
     if weeks:
         console.print(event_table(weeks))
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
