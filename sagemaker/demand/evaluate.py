@@ -130,7 +130,7 @@ def main(argv: list[str]) -> str:
     package = work / "package"
     shutil.rmtree(package, ignore_errors=True)
     package.mkdir(parents=True)
-    # The network goes with every selection: cold starts are always DeepAR's (see forecast.py).
+    # The network goes with every selection (a few MB): the batch forecast loads it whatever was selected.
     shutil.copytree(model_dir / model_store.FINAL_PREDICTOR, package / model_store.FINAL_PREDICTOR)
     shutil.copy2(model_dir / model_store.CODES, package / model_store.CODES)
     model_version = f"{meta['as_of']}-{selected}-{sha256_of(trained_archive)[:8]}"

@@ -57,7 +57,7 @@ class BatchForecast:
 
 
 def forecast_active(
-    panel: DemandPanel, forecaster: str, deepar: tuple[Any, StaticCodes], n_paths: int, seed: int = 0
+    panel: DemandPanel, forecaster: str, deepar: tuple[Any, StaticCodes] | None, n_paths: int, seed: int = 0
 ) -> BatchForecast:
     """Every series on sale on the last day (a SKU off sale is not forecast) with `forecaster`; a cold start (less
     than `COLD_START_DAYS` of history) with the attribute model fitted on the same history
