@@ -8,8 +8,9 @@ bias); DeepAR's paths at each level are widened by a spread factor fitted on its
 (`shelfwise.demand.aggregation`), and the factors fitted on every window go into the manifest for serving.
 
 DeepAR's sums are plain sums of its series, or its series reconciled to a forecast of the total
-(`shelfwise.demand.aggregation.reconcile_to_total`), whichever has the lower wQL averaged over every level; the
-DeepAR candidate is scored, and served, that way.
+(`shelfwise.demand.aggregation.reconcile_to_total`): of the two whose sums' 80% intervals cover 75-85% at every
+level, the one with the lower wQL averaged over the levels, else the better calibrated (`BacktestResult.reconcile`);
+the DeepAR candidate is scored, and served, that way.
 
 Selection: the candidate (of `--candidates`, by default all) with the lowest store x SKU wQL over the windows.
 What users receive is never worse than the best classic method, because the classic methods are candidates too.
@@ -105,8 +106,8 @@ def main(argv: list[str]) -> str:
     backtest = model_store.load_predictor(model_dir, model_store.BACKTEST_PREDICTOR)
     result = run_backtest(panel, settings, work, trained=backtest, progress=lambda m: print(m, flush=True))
 
-    # DeepAR's sums are reconciled to the total if that did better over every level; the candidate is then scored
-    # (and served) reconciled, at the bottom too.
+    # DeepAR's sums are reconciled to the total if that is calibrated and sharper (`BacktestResult.reconcile`); the
+    # candidate is then scored (and served) reconciled, at the bottom too.
     reconcile = result.reconcile()
     deepar = RECONCILED if reconcile else "deepar"
 
@@ -168,6 +169,8 @@ def main(argv: list[str]) -> str:
             "spread_summed": result.spread["deepar"][level],
             "wql_summed": result.mean("sales", level, "deepar", "wql"),
             "wql_reconciled": result.mean("sales", level, RECONCILED, "wql"),
+            "coverage_80_summed": result.mean("sales", level, "deepar", "coverage_80"),
+            "coverage_80_reconciled": result.mean("sales", level, RECONCILED, "coverage_80"),
             "coverage_80": result.mean("sales", level, deepar, "coverage_80"),
             "coverage_80_before": result.mean("sales", level, UNCALIBRATED, "coverage_80"),
         }

@@ -53,8 +53,8 @@ def demo_report(lake: Any, world_dir: Path, evaluation: Mapping[str, Any]) -> De
             f"{total['coverage_80']:.0%} of the total's (target 80%). Sums are sums of the series' paths after the "
             "Schaake shuffle, so every level adds up; DeepAR's series are "
             + ("reconciled to a forecast of the total first" if evaluation.get("reconciled_to_total") else "summed")
-            + " (what did better over every level), and each level's paths are widened by a factor fitted on the "
-            "windows before.",
+            + " (calibrated first, then the lower wQL over the levels), and each level's paths are widened by a "
+            "factor fitted on the windows before.",
         ]
     picture = _fan_charts(lake, world_dir, evaluation)
     if picture is not None:
