@@ -375,13 +375,18 @@ def test_the_batch_forecast_refuses_an_archive_that_is_not_the_registered_one(
     assert "differs from the registered" in done.stderr
 
 
+def unpacked_manifest(out: Path, folder: Path) -> dict[str, Any]:
+    """The evaluation's packaged model unpacked into `folder`, and its manifest as JSON (for tests to alter)."""
+    with tarfile.open(out / "package" / "model.tar.gz") as tar:
+        tar.extractall(folder, filter="data")
+    manifest: dict[str, Any] = json.loads((folder / model_store.MANIFEST).read_text())
+    return manifest
+
+
 def test_a_model_trained_under_other_library_versions_is_refused_naming_them(
     evaluated: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    out, _ = evaluated
-    with tarfile.open(out / "package" / "model.tar.gz") as tar:
-        tar.extractall(tmp_path, filter="data")
-    manifest = json.loads((tmp_path / model_store.MANIFEST).read_text())
+    manifest = unpacked_manifest(evaluated[0], tmp_path)
     manifest["versions"] = {**manifest["versions"], "gluonts": "0.14.4", "torch": "2.1.0"}
     (tmp_path / model_store.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(model_store.ModelVersionMismatchError) as caught:
@@ -397,10 +402,7 @@ def test_a_model_trained_with_other_covariates_is_refused_naming_them(
 ) -> None:
     from shelfwise.demand.calendar import ALL_COVARIATES
 
-    out, _ = evaluated
-    with tarfile.open(out / "package" / "model.tar.gz") as tar:
-        tar.extractall(tmp_path, filter="data")
-    manifest = json.loads((tmp_path / model_store.MANIFEST).read_text())
+    manifest = unpacked_manifest(evaluated[0], tmp_path)
     assert manifest["covariates"] == list(ALL_COVARIATES)
     # A package from before the regional holidays: its network reads two dynamic features fewer.
     del manifest["covariates"]
