@@ -115,6 +115,17 @@ class ApiRoute:
 
 
 @dataclass(frozen=True)
+class SearchIndex:
+    """A vector index an API function searches. Where it is served from (an embedded faiss index, an OpenSearch
+    domain or a Serverless collection) is a deployment setting; these names hold in every one."""
+
+    #: The name searches use: the OpenSearch alias (or Serverless index prefix) and the prefix of every version.
+    name: str
+    #: Lake prefix of the embedded index's versions and of the pointer naming the live version.
+    lake_prefix: str
+
+
+@dataclass(frozen=True)
 class ApiFunction:
     """The Lambda behind a domain's routes: `lambdas/<name>/app.handler`, bundled with `requirements.txt`."""
 
@@ -125,6 +136,8 @@ class ApiFunction:
     #: gets no access to the model registry either.
     reads: tuple[str, ...]
     memory_mb: int = 1024
+    #: The vector index it searches, if any: the API stack provisions the deployment's backend and grants it reads.
+    search_index: SearchIndex | None = None
 
     @property
     def code_dir(self) -> Path:

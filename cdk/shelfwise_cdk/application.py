@@ -127,6 +127,7 @@ def build_stacks(
         constraints=sources.constraints,
         auth=ApiAuth(mode=auth.mode, issuer=auth.issuer, audience=auth.audience),
         waf=deployment.waf,
+        search=deployment.search,
         **stack_args("api", "REST API of every domain, WAF, alarms"),
     )
     orchestration = OrchestrationStack(

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from shelfwise.config import Settings
+from shelfwise_cdk.constructs.vector_search import BACKENDS, SearchBackendSettings
 
 #: CDK context keys and the `Settings` input they fill (by the name `Settings` accepts at construction).
 CONTEXT_KEYS: dict[str, str] = {
@@ -37,6 +38,15 @@ JWT_ISSUER_KEY = "shelfwise:jwtIssuer"
 JWT_AUDIENCE_KEY = "shelfwise:jwtAudience"
 #: AWS WAF in front of the API (default true; false saves its monthly cost, see the README).
 WAF_KEY = "shelfwise:waf"
+#: The vector search backend of an API function that declares a search index: "embedded" (the default, no idle cost),
+#: "opensearch" (a managed domain, sized by the keys below) or "opensearch-serverless" (a vector search collection).
+SEARCH_BACKEND_KEY = "shelfwise:searchBackend"
+SEARCH_INSTANCE_TYPE_KEY = "shelfwise:searchInstanceType"
+SEARCH_INSTANCE_COUNT_KEY = "shelfwise:searchInstanceCount"
+SEARCH_DEDICATED_MASTERS_KEY = "shelfwise:searchDedicatedMasters"
+SEARCH_VOLUME_GB_KEY = "shelfwise:searchVolumeGb"
+SEARCH_STANDBY_REPLICAS_KEY = "shelfwise:searchStandbyReplicas"
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+\.search$")
 _SCHEDULE = re.compile(r"^(cron\((\S+ ){5}\S+\)|rate\([1-9]\d* (minute|minutes|hour|hours|day|days)\))$")
 
 
@@ -69,6 +79,7 @@ class Deployment:
     schedule: str = DEFAULT_SCHEDULE
     api_auth: ApiAuthSetting = field(default_factory=lambda: ApiAuthSetting())
     waf: bool = True
+    search: SearchBackendSettings = field(default_factory=SearchBackendSettings)
 
     @property
     def environment(self) -> Environment:
@@ -145,7 +156,45 @@ def deployment_from_context(try_get_context: Callable[[str], Any], root: Path) -
         schedule=schedule,
         api_auth=_api_auth(try_get_context),
         waf=_flag(try_get_context, WAF_KEY, default=True),
+        search=_search_backend(try_get_context),
     )
+
+
+def _search_backend(try_get_context: Callable[[str], Any]) -> SearchBackendSettings:
+    defaults = SearchBackendSettings()
+    kind = try_get_context(SEARCH_BACKEND_KEY) or defaults.kind
+    if kind not in BACKENDS:
+        raise DeploymentContextError(f"context {SEARCH_BACKEND_KEY}={kind!r}: expected one of {', '.join(BACKENDS)}")
+    instance_type = try_get_context(SEARCH_INSTANCE_TYPE_KEY) or defaults.instance_type
+    if not (isinstance(instance_type, str) and _INSTANCE_TYPE.match(instance_type)):
+        raise DeploymentContextError(
+            f"context {SEARCH_INSTANCE_TYPE_KEY}={instance_type!r}: expected an OpenSearch instance type such as "
+            f"{defaults.instance_type!r}"
+        )
+    count = _integer(try_get_context, SEARCH_INSTANCE_COUNT_KEY, defaults.instance_count, minimum=1)
+    if count > 1 and count % 2 and count % 3:
+        raise DeploymentContextError(
+            f"context {SEARCH_INSTANCE_COUNT_KEY}={count!r}: zone awareness needs an even count (2 zones) or a "
+            "multiple of 3 (3 zones)"
+        )
+    return SearchBackendSettings(
+        kind=kind,
+        instance_type=instance_type,
+        instance_count=count,
+        dedicated_masters=_flag(try_get_context, SEARCH_DEDICATED_MASTERS_KEY, default=defaults.dedicated_masters),
+        # 10 GiB is the smallest gp3 volume OpenSearch Service accepts.
+        volume_gb=_integer(try_get_context, SEARCH_VOLUME_GB_KEY, defaults.volume_gb, minimum=10),
+        standby_replicas=_flag(try_get_context, SEARCH_STANDBY_REPLICAS_KEY, default=defaults.standby_replicas),
+    )
+
+
+def _integer(try_get_context: Callable[[str], Any], key: str, default: int, minimum: int) -> int:
+    value = try_get_context(key)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not str(value).isdigit() or int(value) < minimum:
+        raise DeploymentContextError(f"context {key}={value!r}: expected a whole number of at least {minimum}")
+    return int(value)
 
 
 def _api_auth(try_get_context: Callable[[str], Any]) -> ApiAuthSetting:

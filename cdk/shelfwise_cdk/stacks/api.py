@@ -12,6 +12,9 @@ one WAF web ACL.
 - **Least privilege.** A function reads online-store items with GetItem only; one that serves a model (its
   `ApiFunction.reads` names the artifacts) also reads those (GetObject only) and finds the newest approved package
   of its model group. One without (demand's forecasts are precomputed) gets no registry access.
+- **Vector search.** A function that declares a search index (`ApiFunction.search_index`) reads it from the
+  deployment's backend (`shelfwise:searchBackend`: embedded, opensearch or opensearch-serverless; see
+  `shelfwise_cdk.constructs.vector_search`), provisioned here beside the function and granted to it read-only.
 - **Operations.** Access logs (encrypted), X-Ray, and alarms to the platform's topic: 5XX answers, p99 latency,
   function errors, and the age of the served data (`as_of`), so stale data is seen before records expire.
 """
@@ -39,6 +42,13 @@ from shelfwise.config import ENV_VARS, Settings
 from shelfwise.domain import ApiFunction, ApiRoute
 from shelfwise_cdk.constructs.lake_access import grant_lake
 from shelfwise_cdk.constructs.python_function import ShelfwisePythonFunction
+from shelfwise_cdk.constructs.vector_search import (
+    COLLECTION_NAME_LIMIT,
+    DOMAIN_NAME_LIMIT,
+    SearchBackendSettings,
+    VectorSearch,
+    backend_name,
+)
 from shelfwise_cdk.nag import acknowledge, acknowledge_wildcards
 from shelfwise_cdk.stacks.data_lake import LakeRef
 
@@ -89,10 +99,12 @@ class ApiStack(Stack):
         auth: ApiAuth,
         waf: bool,
         limits: ApiLimits | None = None,
+        search: SearchBackendSettings | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.cfg, self.limits, self.auth = cfg, limits or ApiLimits(), auth
+        self.search_settings = search or SearchBackendSettings()
         self.lake, self.table, self.key = lake, online_table, operations_key
         self.api = self._rest_api()
         self.authorizer = self._authorizer(library_dir, constraints)
@@ -100,9 +112,12 @@ class ApiStack(Stack):
             "RequestValidator", validate_request_body=True, validate_request_parameters=True
         )
         self.functions: dict[str, ShelfwisePythonFunction] = {}
+        self.searches: dict[str, VectorSearch] = {}
         for spec in functions:
             self.functions[spec.name] = self._function(spec, library_dir, constraints)
             self._routes(spec, self.functions[spec.name])
+            if spec.search_index is not None:
+                self.searches[spec.name] = self._search(spec, self.functions[spec.name])
         self._error_responses()
         self.api_key = self._usage_plan()
         self.web_acl = self._waf() if waf else None
@@ -221,6 +236,29 @@ class ApiStack(Stack):
             self._xray_only(function)
         self._runtime_pinned(function)
         return function
+
+    def _search(self, spec: ApiFunction, function: ShelfwisePythonFunction) -> VectorSearch:
+        """The deployment's backend for the function's index, read-only for it; the index build is granted writes
+        where it is declared (`VectorSearch.grant_write`)."""
+        assert spec.search_index is not None
+        kind = self.search_settings.kind
+        limit = COLLECTION_NAME_LIMIT if kind == "opensearch-serverless" else DOMAIN_NAME_LIMIT
+        search = VectorSearch(
+            self,
+            f"{_pascal(spec.name)}Search",
+            settings=self.search_settings,
+            name=backend_name(self.cfg.env, f"{spec.name}-knn", limit),
+            index_name=spec.search_index.name,
+            lake=self.lake,
+            lake_prefix=spec.search_index.lake_prefix,
+            log_key=self.key,
+        )
+        search.grant_read(function.role)
+        for name, value in search.environment.items():
+            function.function.add_environment(name, value)
+        if search.endpoint is not None:
+            CfnOutput(self, f"{_pascal(spec.name)}SearchEndpoint", value=search.endpoint)
+        return search
 
     def _registry_read(self, role: iam.Role, spec: ApiFunction) -> None:
         """Find the newest approved package of the function's model group (the model artifacts it reads)."""
