@@ -69,7 +69,7 @@ class Synthesized:
 
 def synthesize(outdir: Path, settings: SearchBackendSettings) -> Synthesized:
     """A stack with the backend, a function role granted reads and a build role granted writes, cdk-nag on."""
-    app = App(outdir=str(outdir))
+    app = App(outdir=str(outdir), context={"aws:cdk:bundling-stacks": []})
     stack = Stack(app, "Search", env={"region": "eu-west-1", "account": "123456789012"})
     key = kms.Key(stack, "LakeKey", enable_key_rotation=True)
     search = VectorSearch(
@@ -166,7 +166,7 @@ def test_the_domain_encrypts_at_rest_and_in_transit_with_iam_as_the_fgac_master(
     assert security["Enabled"] is True
     assert security["InternalUserDatabaseEnabled"] is False
     (master,) = refs(security["MasterUserOptions"]["MasterUserARN"])
-    assert managed.template["Resources"][master]["Type"] == "AWS::IAM::Role"
+    assert master == mapping_role(managed)  # the master is the role-mapping function's role, nobody else's
     assert "MasterUserPassword" not in security["MasterUserOptions"]
     assert not managed.of_type("AWS::SecretsManager::Secret")
     cluster = props["ClusterConfig"]
@@ -196,6 +196,15 @@ def test_the_domain_publishes_slow_application_and_audit_logs_to_retained_groups
     assert policy_id in domain["DependsOn"]
 
 
+def mapping_role(synthesized: Synthesized) -> str:
+    """The role the role-mapping function runs as."""
+    ((_, function),) = [
+        (k, f) for k, f in synthesized.of_type("AWS::Lambda::Function").items() if k.startswith("SearchRoleMapping")
+    ]
+    (role,) = refs(function["Properties"]["Role"])
+    return role
+
+
 def test_the_domain_access_policy_names_only_the_granted_roles(managed: Synthesized) -> None:
     ((_, domain),) = managed.of_type("AWS::OpenSearchService::Domain").items()
     statements = domain["Properties"]["AccessPolicies"]["Statement"]
@@ -203,15 +212,36 @@ def test_the_domain_access_policy_names_only_the_granted_roles(managed: Synthesi
     reader, writer = (
         next(k for k in managed.of_type("AWS::IAM::Role") if k.startswith(p)) for p in ("ReaderRole", "WriterRole")
     )
-    assert principals == [{reader}, {writer}]
+    assert principals == [{mapping_role(managed)}, {reader}, {writer}]
     assert "*" not in json.dumps([s["Principal"] for s in statements])
-    read, write = statements
+    security, read, write = statements
+    assert actions(security) == {"es:ESHttpGet", "es:ESHttpPut", "es:ESHttpDelete"}
+    assert flat(security["Resource"]).endswith(f"domain/{NAME}/_plugins/_security/api/*")
     assert actions(read) == {"es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost"}
     assert {"es:ESHttpPut", "es:ESHttpDelete"} <= actions(write)
     domain_arn = f"arn:<AWS::Partition>:es:eu-west-1:123456789012:domain/{NAME}"
     assert flat(read["Resource"]) == f"{domain_arn}/{INDEX}*"
     written = {flat(r) for r in write["Resource"]}
     assert written == {f"{domain_arn}/{p}" for p in (f"{INDEX}*", "_bulk", "_aliases", f"_alias/{INDEX}")}
+
+
+def test_the_granted_roles_are_mapped_by_a_custom_resource_running_as_the_master(managed: Synthesized) -> None:
+    (mapping,) = managed.of_type("Custom::OpenSearchRoleMappings").values()
+    props = mapping["Properties"]
+    (function_id,) = refs(props["ServiceToken"])
+    assert function_id.startswith("SearchRoleMapping")
+    (domain_id,) = managed.of_type("AWS::OpenSearchService::Domain")
+    assert refs(props["Endpoint"]) == {domain_id}
+    assert props["Index"] == INDEX
+    ((reader,), (writer,)) = ([refs(r) for r in props[key]] for key in ("Readers", "Writers"))
+    assert ({r[:10] for r in reader}, {w[:10] for w in writer}) == ({"ReaderRole"}, {"WriterRole"})
+    # it runs only once its role may call the security API
+    (policy_id,) = [
+        k
+        for k, p in managed.of_type("AWS::IAM::Policy").items()
+        if {"Ref": mapping_role(managed)} in p["Properties"]["Roles"]
+    ]
+    assert policy_id in mapping["DependsOn"]
 
 
 def test_granted_roles_get_http_verbs_on_the_index_paths_only(managed: Synthesized) -> None:

@@ -21,9 +21,10 @@ require; it is not offered as a setting here, because it changes where every con
 API function) or `grant_write` (the index build). A grant adds the role both to its own IAM policy and to the
 backend's resource-side policy, so the grantee must be in this construct's stack or in one this stack may depend on.
 
-**Fine-grained access control** starts with only its master (`admin_role`) mapped. Once per deployment the master
-maps the granted roles (`readers`, `writers`) to OpenSearch roles through the security plugin's REST API: readers
-to the built-in `readall`, writers to a role with index and alias permissions on `<index>*`.
+**Fine-grained access control** refuses every IAM role its master has not mapped. The master is the role of a
+small function (`lambdas/search_access`, a custom resource) that, on every deployment, writes `<index>-reader`
+(read on `<index>*`) and `<index>-writer` (every index action on `<index>*`) and maps them to the granted roles.
+Nobody else holds the master role: there is no password and no internal user.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jsii
-from aws_cdk import IStableStringProducer, Lazy, RemovalPolicy, Stack
+from aws_cdk import CustomResource, Duration, IStableListProducer, IStableStringProducer, Lazy, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -44,8 +45,10 @@ from aws_cdk import aws_opensearchserverless as aoss
 from aws_cdk import aws_opensearchservice as opensearch
 from constructs import Construct, IValidation
 
+from shelfwise.domain import LAMBDAS_DIR
 from shelfwise_cdk.constructs.encryption import rotating_key
 from shelfwise_cdk.constructs.lake_access import grant_lake
+from shelfwise_cdk.constructs.python_function import ShelfwisePythonFunction
 from shelfwise_cdk.nag import acknowledge, acknowledge_wildcards
 from shelfwise_cdk.stacks.data_lake import LakeRef
 
@@ -121,7 +124,7 @@ class VectorSearch(Construct):
         self.key: kms.Key | None = None
         self.domain: opensearch.Domain | None = None
         self.collection: aoss.CfnCollection | None = None
-        self.admin_role: iam.Role | None = None
+        self.role_mapping: ShelfwisePythonFunction | None = None
         self.endpoint: str | None = None
         if settings.kind != "embedded":
             self.key = rotating_key(
@@ -173,11 +176,15 @@ class VectorSearch(Construct):
     def _domain(self, log_key: kms.IKey) -> None:
         settings, stack = self.settings, Stack.of(self)
         self.domain_arn = stack.format_arn(service="es", resource="domain", resource_name=self.name)
-        self.admin_role = iam.Role(
+        self.role_mapping = ShelfwisePythonFunction(
             self,
-            "AdminRole",
-            assumed_by=iam.AccountRootPrincipal(),
-            description=f"Fine-grained access control master of the {self.name} domain: maps the granted roles",
+            "RoleMapping",
+            handler="app.handler",
+            code_dir=LAMBDAS_DIR / "search_access",
+            log_key=log_key,
+            description=f"Fine-grained access control master of {self.name}: maps the granted IAM roles",
+            memory_size=256,
+            timeout=Duration.minutes(2),
         )
         logs_by_kind = {
             kind: logs.LogGroup(
@@ -230,7 +237,9 @@ class VectorSearch(Construct):
             node_to_node_encryption=True,
             enforce_https=True,
             tls_security_policy=opensearch.TLSSecurityPolicy.TLS_1_2,
-            fine_grained_access_control=opensearch.AdvancedSecurityOptions(master_user_arn=self.admin_role.role_arn),
+            fine_grained_access_control=opensearch.AdvancedSecurityOptions(
+                master_user_arn=self.role_mapping.role.role_arn
+            ),
             logging=opensearch.LoggingOptions(
                 slow_search_log_enabled=True,
                 slow_search_log_group=logs_by_kind["SearchSlow"],
@@ -253,7 +262,41 @@ class VectorSearch(Construct):
         cfn_domain.access_policies = self._access_policy
         cfn_domain.node.add_dependency(logs_policy)
         self.endpoint = f"https://{self.domain.domain_endpoint}"
+        self._map_roles(self.role_mapping)
         self._acknowledge_domain()
+
+    def _map_roles(self, function: ShelfwisePythonFunction) -> None:
+        """The custom resource that maps the granted roles; it runs again whenever they change."""
+        security_api = self._domain_path("_plugins/_security/api/*")
+        self._grant_domain(
+            function.role, "Security", ["es:ESHttpGet", "es:ESHttpPut", "es:ESHttpDelete"], [security_api]
+        )
+        mapping = CustomResource(
+            self,
+            "RoleMappings",
+            service_token=function.function.function_arn,
+            resource_type="Custom::OpenSearchRoleMappings",
+            properties={
+                "Endpoint": self.endpoint,
+                "Index": self.index_name,
+                "Readers": Lazy.list(_ProduceList(lambda: [role.role_arn for role in self.readers])),
+                "Writers": Lazy.list(_ProduceList(lambda: [role.role_arn for role in self.writers])),
+            },
+        )
+        mapping.node.add_dependency(function)  # its policies (domain paths, logs) exist before it runs
+        acknowledge_wildcards(
+            function.role,
+            resources={
+                security_api: "The security plugin's role and role-mapping paths of this one domain: the role names "
+                "follow the index name.",
+                "*": "X-Ray PutTraceSegments/PutTelemetryRecords support no resource ARNs.",
+            },
+        )
+        acknowledge(
+            function.function,
+            "AwsSolutions-L1",
+            "Pinned to python3.12 like every Shelfwise function (bundled and tested for it); move with them.",
+        )
 
     def _domain_path(self, path: str) -> str:
         return f"{self.domain_arn}/{path}"
@@ -267,13 +310,14 @@ class VectorSearch(Construct):
                 principals=[iam.ArnPrincipal(role.role_arn)], actions=list(actions), resources=list(resources)
             )
         )
-        acknowledge_wildcards(
-            role,
-            resources={
-                self._domain_path(f"{self.index_name}*"): f"The {self.index_name} alias and its versioned indexes "
-                f"({self.index_name}-v<build time>) on this one domain only."
-            },
-        )
+        if any(r.endswith(f"/{self.index_name}*") for r in resources):
+            acknowledge_wildcards(
+                role,
+                resources={
+                    self._domain_path(f"{self.index_name}*"): f"The {self.index_name} alias and its versioned indexes "
+                    f"({self.index_name}-v<build time>) on this one domain only."
+                },
+            )
 
     def _acknowledge_domain(self) -> None:
         assert self.domain is not None
@@ -391,6 +435,17 @@ class _Produce:
         self._produce = produce
 
     def produce(self) -> str:
+        return self._produce()
+
+
+@jsii.implements(IStableListProducer)
+class _ProduceList:
+    """A list computed at synthesis (after every grant), for `Lazy.list`."""
+
+    def __init__(self, produce: Callable[[], list[str]]) -> None:
+        self._produce = produce
+
+    def produce(self) -> list[str]:
         return self._produce()
 
 
