@@ -331,8 +331,8 @@ def test_the_data_access_policy_lets_the_build_write_and_the_function_only_read(
     assert write_rule["Resource"] == [f"index/{NAME}/{INDEX}*"]
     for role in ("ReaderRole", "WriterRole"):
         (api,) = [s for s in serverless.role_statements(role) if "aoss:APIAccessAll" in actions(s)]
-        (collection_id,) = serverless.of_type("AWS::OpenSearchServerless::Collection")
-        assert refs(api["Resource"]) == {collection_id}
+        assert flat(api["Resource"]) == "arn:<AWS::Partition>:aoss:eu-west-1:123456789012:collection/*"
+        assert api["Condition"] == {"StringEquals": {"aoss:collection": NAME}}
 
 
 def test_serverless_reads_the_live_index_pointer_from_the_lake(serverless: Synthesized) -> None:
@@ -441,3 +441,28 @@ def test_the_api_stack_provisions_the_backend_for_a_function_that_declares_an_in
     env = function["Properties"]["Environment"]["Variables"]
     assert (env[ENV_BACKEND], env[ENV_INDEX], env[ENV_PREFIX]) == ("opensearch-serverless", INDEX, PREFIX)
     assert refs(env[ENV_ENDPOINT]) == {next(k for k, r in template["Resources"].items() if r in collections)}
+
+
+@pytest.mark.parametrize("kind", ["opensearch", "opensearch-serverless"])
+def test_a_grantee_in_another_stack_holds_no_reference_to_the_backend(kind: str, tmp_path: Path) -> None:
+    """The backend's policies name the grantee's role, so only the backend's stack may depend on the other."""
+    app = App(outdir=str(tmp_path), context={"aws:cdk:bundling-stacks": []})
+    env = {"region": "eu-west-1", "account": "123456789012"}
+    consumer = Stack(app, "Consumer", env=env)
+    role = iam.Role(consumer, "BuildRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    lake_key = kms.Key(Stack(app, "Lake", env=env), "LakeKey")  # as the data lake stack's key: both depend on it
+    backend = Stack(app, "Backend", env=env)
+    key = kms.Key(backend, "Key")
+    search = VectorSearch(
+        backend, "Search", settings=SearchBackendSettings(kind=kind), name=NAME, index_name=INDEX,  # type: ignore[arg-type]
+        lake=LakeRef("shelfwise-ci-lake", lake_key), lake_prefix=PREFIX, log_key=key,
+    )  # fmt: skip
+    search.grant_write(role)
+    assembly = app.synth()
+
+    def depends_on(stack: str) -> set[str]:
+        return {d.id for d in assembly.get_stack_artifact(stack).dependencies if not d.id.endswith(".assets")}
+
+    assert depends_on("Backend") == {"Consumer"}
+    assert "Backend" not in depends_on("Consumer")
+    assert "Backend:" not in (tmp_path / "Consumer.template.json").read_text()  # no import of its exports

@@ -19,7 +19,9 @@ require; it is not offered as a setting here, because it changes where every con
 
 **What a consumer needs** is `environment` (backend kind, endpoint, index name, lake prefix) and `grant_read` (the
 API function) or `grant_write` (the index build). A grant adds the role both to its own IAM policy and to the
-backend's resource-side policy, so the grantee must be in this construct's stack or in one this stack may depend on.
+backend's resource-side policy. The grantee's statements name the backend by name (never by reference), but the
+backend's policies reference the grantee's role: a grantee in another stack must not depend on this one, and gets
+the endpoint at run time instead (a pipeline parameter the scheduled chain passes, say).
 
 **Fine-grained access control** refuses every IAM role its master has not mapped. The master is the role of a
 small function (`lambdas/search_access`, a custom resource) that, on every deployment, writes `<index>-reader`
@@ -67,7 +69,7 @@ DOMAIN_NAME_LIMIT = 28
 COLLECTION_NAME_LIMIT = 32
 
 #: IAM cannot tell a search (POST _search) from a document write (POST _doc): these verbs let a reader reach the
-#: index paths, and fine-grained access control's `readall` mapping is what keeps it read-only.
+#: index paths, and fine-grained access control's `<index>-reader` role (`lambdas/search_access`) keeps it read-only.
 _READ = ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost"]
 _WRITE = [*_READ, "es:ESHttpPut", "es:ESHttpDelete"]
 #: Serverless data access: search reads documents; the build creates a version, loads it, counts it, deletes old ones.
@@ -79,8 +81,9 @@ _AOSS_WRITE = ["aoss:CreateIndex", "aoss:DeleteIndex", "aoss:DescribeIndex", "ao
 class SearchBackendSettings:
     """Which backend, and the managed domain's size (the other backends ignore the sizing).
 
-    The defaults are a one-node development domain: a burstable instance with room for about a million 128-d
-    vectors in the k-NN plugin's memory, no dedicated masters, the smallest gp3 volume.
+    The defaults are a one-node development domain: a burstable instance (4 GiB: half for the JVM heap, and the
+    k-NN graphs may use half of the rest, room for about 1.5 million 128-d vectors at m=16, 1.1 x (4 x 128 + 8 x 16)
+    bytes each), no dedicated masters, the smallest gp3 volume.
     """
 
     kind: BackendKind = "embedded"
@@ -409,11 +412,22 @@ class VectorSearch(Construct):
 
     def _grant_collection(self, role: iam.IRole, sid: str) -> None:
         # Data-plane calls need this IAM action on the collection; what they may do there is the data access policy's.
-        assert self.collection is not None
+        # Named by its name, not its (generated) id: the grantee's stack then holds no reference to this one.
+        collections = Stack.of(self).format_arn(service="aoss", resource="collection", resource_name="*")
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid=f"SearchCollection{sid}", actions=["aoss:APIAccessAll"], resources=[self.collection.attr_arn]
+                sid=f"SearchCollection{sid}",
+                actions=["aoss:APIAccessAll"],
+                resources=[collections],
+                conditions={"StringEquals": {"aoss:collection": self.name}},
             )
+        )
+        acknowledge_wildcards(
+            role,
+            resources={
+                collections: f"Collection ids are generated; the condition aoss:collection={self.name} limits the "
+                "statement to this deployment's collection."
+            },
         )
 
 
