@@ -1,0 +1,279 @@
+"""The embedded vector index: a faiss HNSW graph built as OpenSearch's faiss engine builds it (`HNSW{m},Flat`, inner
+product, the same m / ef_construction / ef_search), the row -> SKU map and the attributes, stored in the lake.
+
+Lake layout (see `shelfwise.visual.index_store`), one folder per version, the pointer written last:
+
+    models/visual-index/<version>/index.faiss      `faiss.serialize_index` of the graph; faiss ids are catalogue rows
+    models/visual-index/<version>/attributes.json  the catalogue's columns, in row order
+    models/visual-index/<version>/manifest.json    params, dimension, count, faiss version
+    models/visual-index/CURRENT.json               {"version", "previous"}
+
+Filtered search works as the k-NN plugin's efficient filtering does: the filter becomes a faiss ID selector applied
+inside the graph search; when few products pass it (or the graph search finds fewer than k of them) the k are found
+by exact search over the products that pass, so a filter never returns fewer than k hits when k products match.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shelfwise.visual.index import (
+    COLUMNS,
+    NO_FILTERS,
+    Catalogue,
+    Column,
+    Filters,
+    FloatArray,
+    Hit,
+    HnswParams,
+    UnknownSkuError,
+    check_k,
+    knn_score,
+    query_vector,
+    typed_columns,
+)
+from shelfwise.visual.index_store import (
+    EMBEDDED_POINTER,
+    BlobStore,
+    IndexNotFoundError,
+    Pointer,
+    new_version,
+    read_blob,
+    read_pointer,
+    version_prefix,
+    write_pointer,
+)
+
+if TYPE_CHECKING:
+    import faiss
+
+# faiss's bundled type stubs lack the HNSW search parameters and the flat index's raw accessors: those few calls are
+# typed Any or ignored below.
+INDEX_FILE = "index.faiss"
+ATTRIBUTES_FILE = "attributes.json"
+MANIFEST_FILE = "manifest.json"
+#: Below this many (vectors passing a filter x dimension) an exact scan is cheaper than a filtered graph walk and
+#: exact besides: about 16k products of 128 floats, a fraction of a millisecond.
+EXACT_SCAN_WORK = 2_048_000
+_FILTER_COLUMNS = ("category", "department")
+
+
+class FaissIndex:
+    """A `VectorIndex` in process memory. Build with `FaissIndex.build`, store with `store_index`, load with
+    `load_index`. Searches are single-threaded when the caller sets `faiss.omp_set_num_threads(1)`, as serving should
+    (several threads make one query slower)."""
+
+    def __init__(self, graph: faiss.IndexHNSWFlat, catalogue_columns: dict[str, Column], params: HnswParams) -> None:
+        import faiss
+
+        self._graph = graph
+        self._params = params
+        self._n = int(graph.ntotal)
+        self._columns = catalogue_columns
+        storage: Any = faiss.downcast_index(graph.storage)
+        # A view of the graph's own float32 copy of the vectors: no second copy in memory.
+        self._vectors: FloatArray = faiss.rev_swig_ptr(storage.get_xb(), self._n * graph.d).reshape(self._n, graph.d)
+        self._rows = {str(sku): row for row, sku in enumerate(catalogue_columns["sku"])}
+        self._codes: dict[str, tuple[npt.NDArray[np.int32], dict[str, int]]] = {}
+        for name in _FILTER_COLUMNS:
+            values, codes = np.unique(catalogue_columns[name].astype(str), return_inverse=True)
+            self._codes[name] = (codes.astype(np.int32), {str(v): i for i, v in enumerate(values)})
+        self._unfiltered = faiss.SearchParametersHNSW(efSearch=params.ef_search)  # type: ignore[attr-defined]
+
+    # -- construction ------------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, catalogue: Catalogue, params: HnswParams | None = None) -> FaissIndex:
+        import faiss
+
+        params = params or HnswParams()
+        graph = faiss.IndexHNSWFlat(catalogue.dimension, params.m, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = params.ef_construction
+        graph.hnsw.efSearch = params.ef_search
+        graph.add(catalogue.vectors)
+        return cls(graph, catalogue.columns, params)
+
+    def to_files(self) -> dict[str, bytes]:
+        """The version's files (name -> bytes)."""
+        import faiss
+
+        attributes = {name: [COLUMNS[name](v) for v in self._columns[name]] for name in COLUMNS}
+        manifest = {
+            "m": self._params.m,
+            "ef_construction": self._params.ef_construction,
+            "ef_search": self._params.ef_search,
+            "space_type": self._params.space_type,
+            "dimension": self.dimension,
+            "count": self._n,
+            "faiss_version": faiss.__version__,
+        }
+        return {
+            INDEX_FILE: faiss.serialize_index(self._graph).tobytes(),
+            ATTRIBUTES_FILE: json.dumps(attributes, separators=(",", ":")).encode(),
+            MANIFEST_FILE: json.dumps(manifest, indent=2).encode(),
+        }
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> FaissIndex:
+        import faiss
+
+        manifest = json.loads(files[MANIFEST_FILE])
+        graph: Any = faiss.deserialize_index(np.frombuffer(files[INDEX_FILE], dtype=np.uint8))
+        attributes = json.loads(files[ATTRIBUTES_FILE])
+        if graph.ntotal != manifest["count"] or len(attributes["sku"]) != manifest["count"]:
+            raise ValueError(
+                f"the stored index is inconsistent: manifest {manifest['count']} vectors, graph {graph.ntotal}, "
+                f"attributes {len(attributes['sku'])}"
+            )
+        params = HnswParams(manifest["m"], manifest["ef_construction"], manifest["ef_search"], manifest["space_type"])
+        return cls(graph, typed_columns(attributes, int(graph.ntotal)), params)
+
+    # -- VectorIndex ---------------------------------------------------------------------------------------------
+    @property
+    def params(self) -> HnswParams:
+        return self._params
+
+    @property
+    def dimension(self) -> int:
+        return int(self._graph.d)
+
+    @property
+    def size(self) -> int:
+        return self._n
+
+    @property
+    def graph(self) -> faiss.IndexHNSWFlat:
+        """The bare faiss index (for benchmarks against the raw call)."""
+        return self._graph
+
+    def search(self, vector: npt.ArrayLike, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
+        query = query_vector(vector, self.dimension)
+        return self._hits(*self._nearest(query, check_k(k), self._mask(filters)))
+
+    def neighbours(self, sku: str, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
+        row = self._row(sku)
+        k = check_k(k)
+        query = self._vectors[row : row + 1]
+        mask = self._mask(filters)
+        if mask is None:
+            # One more than asked, then the product itself dropped: cheaper than a selector over every row.
+            rows, ips = self._nearest(query, k + 1, None)
+            keep = rows != row
+            return self._hits(rows[keep][:k], ips[keep][:k])
+        mask[row] = False
+        return self._hits(*self._nearest(query, k, mask))
+
+    def vector(self, sku: str) -> FloatArray:
+        stored: FloatArray = self._vectors[self._row(sku)].copy()
+        return stored
+
+    # -- internals -------------------------------------------------------------------------------------------------
+    def _row(self, sku: str) -> int:
+        row = self._rows.get(sku)
+        if row is None:
+            raise UnknownSkuError(sku)
+        return row
+
+    def _mask(self, filters: Filters) -> npt.NDArray[np.bool_] | None:
+        """Rows passing `filters`, or None when nothing is filtered."""
+        if not filters.active:
+            return None
+        mask = np.ones(self._n, dtype=bool)
+        for name in _FILTER_COLUMNS:
+            wanted = getattr(filters, name)
+            if wanted is not None:
+                codes, lookup = self._codes[name]
+                code = lookup.get(wanted)
+                mask &= codes == code if code is not None else False
+        price = self._columns["price"]
+        if filters.price_min is not None:
+            mask &= price >= filters.price_min
+        if filters.price_max is not None:
+            mask &= price <= filters.price_max
+        if filters.in_stock is not None:
+            mask &= self._columns["in_stock"] == filters.in_stock
+        return mask
+
+    def _nearest(
+        self, query: FloatArray, k: int, mask: npt.NDArray[np.bool_] | None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """(rows, inner products) of the k nearest rows passing `mask`, nearest first."""
+        if mask is None:
+            return self._graph_search(query, k, self._unfiltered)
+        allowed = np.flatnonzero(mask)
+        if allowed.size <= k or allowed.size * self.dimension <= EXACT_SCAN_WORK:
+            return self._exact(query, k, allowed)
+        import faiss
+
+        # The selector reads the bitmap through a raw pointer: both stay referenced here until the search returns.
+        bitmap = np.packbits(mask, bitorder="little")
+        selector = faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(bitmap))
+        params = faiss.SearchParametersHNSW(efSearch=self._params.ef_search, sel=selector)  # type: ignore[attr-defined]
+        rows, ips = self._graph_search(query, k, params)
+        if rows.size < k:
+            return self._exact(query, k, allowed)
+        return rows, ips
+
+    def _graph_search(self, query: FloatArray, k: int, params: Any) -> tuple[npt.NDArray[np.int64], Any]:
+        ips, rows = self._graph.search(query, k, params=params)
+        found = rows[0] >= 0
+        return rows[0][found], ips[0][found]
+
+    def _exact(
+        self, query: FloatArray, k: int, allowed: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        ips = self._vectors[allowed] @ query[0]
+        top = np.argpartition(-ips, k - 1)[:k] if allowed.size > k else np.arange(allowed.size)
+        order = top[np.lexsort((allowed[top], -ips[top]))]
+        return allowed[order], ips[order]
+
+    def _hits(self, rows: npt.NDArray[np.int64], ips: npt.NDArray[np.float32]) -> list[Hit]:
+        scores = knn_score(ips)
+        columns = self._columns
+        return [
+            Hit(
+                sku=str(columns["sku"][row]),
+                score=float(score),
+                attributes={name: COLUMNS[name](columns[name][row]) for name in _DISPLAYED},
+                image_key=str(columns["image_key"][row]),
+            )
+            for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
+        ]
+
+
+_DISPLAYED = tuple(name for name in COLUMNS if name not in ("sku", "image_key"))
+
+
+def store_index(index: FaissIndex, store: BlobStore, version: str | None = None) -> str:
+    """Write a new version of the index under its own prefix, then point CURRENT.json at it; returns the version."""
+    version = version or new_version()
+    for name, data in index.to_files().items():
+        store.put_bytes(version_prefix(version) + name, data)
+    try:
+        previous: str | None = read_pointer(store, EMBEDDED_POINTER).version
+    except IndexNotFoundError:
+        previous = None
+    write_pointer(store, EMBEDDED_POINTER, Pointer(version, previous))
+    return version
+
+
+def load_index(store: BlobStore, version: str | None = None) -> FaissIndex:
+    """The version CURRENT.json names (or `version`); IndexNotFoundError when none was stored."""
+    version = version or read_pointer(store, EMBEDDED_POINTER).version
+    prefix = version_prefix(version)
+    return FaissIndex.from_files({name: read_blob(store, prefix + name) for name in _FILES})
+
+
+def rollback_index(store: BlobStore) -> str:
+    """Point CURRENT.json back at the previous version; returns it. ValueError when there is none."""
+    pointer = read_pointer(store, EMBEDDED_POINTER)
+    if pointer.previous is None:
+        raise ValueError(f"version {pointer.version} has no previous version to roll back to")
+    write_pointer(store, EMBEDDED_POINTER, Pointer(pointer.previous, None))
+    return pointer.previous
+
+
+_FILES = (INDEX_FILE, ATTRIBUTES_FILE, MANIFEST_FILE)
