@@ -67,10 +67,17 @@ class FaissIndex:
     `load_index`. Searches are single-threaded when the caller sets `faiss.omp_set_num_threads(1)`, as serving should
     (several threads make one query slower)."""
 
-    def __init__(self, graph: faiss.IndexHNSWFlat, catalogue_columns: dict[str, Column], params: HnswParams) -> None:
+    def __init__(
+        self,
+        graph: faiss.IndexHNSWFlat,
+        catalogue_columns: dict[str, Column],
+        params: HnswParams,
+        exact_scan_work: int = EXACT_SCAN_WORK,
+    ) -> None:
         import faiss
 
         self._graph = graph
+        self.exact_scan_work = exact_scan_work
         self._params = params
         self._n = int(graph.ntotal)
         self._columns = catalogue_columns
@@ -86,7 +93,9 @@ class FaissIndex:
 
     # -- construction ------------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, catalogue: Catalogue, params: HnswParams | None = None) -> FaissIndex:
+    def build(
+        cls, catalogue: Catalogue, params: HnswParams | None = None, exact_scan_work: int = EXACT_SCAN_WORK
+    ) -> FaissIndex:
         import faiss
 
         params = params or HnswParams()
@@ -94,7 +103,7 @@ class FaissIndex:
         graph.hnsw.efConstruction = params.ef_construction
         graph.hnsw.efSearch = params.ef_search
         graph.add(catalogue.vectors)
-        return cls(graph, catalogue.columns, params)
+        return cls(graph, catalogue.columns, params, exact_scan_work)
 
     def to_files(self) -> dict[str, bytes]:
         """The version's files (name -> bytes)."""
@@ -204,7 +213,7 @@ class FaissIndex:
         if mask is None:
             return self._graph_search(query, k, self._unfiltered)
         allowed = np.flatnonzero(mask)
-        if allowed.size <= k or allowed.size * self.dimension <= EXACT_SCAN_WORK:
+        if allowed.size <= k or allowed.size * self.dimension <= self.exact_scan_work:
             return self._exact(query, k, allowed)
         import faiss
 
