@@ -16,6 +16,7 @@ by exact search over the products that pass, so a filter never returns fewer tha
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from shelfwise.visual.index import (
     HnswParams,
     UnknownSkuError,
     check_k,
-    knn_score,
+    knn_score_of,
     query_vector,
     typed_columns,
 )
@@ -60,6 +61,8 @@ MANIFEST_FILE = "manifest.json"
 #: exact besides: about 16k products of 128 floats, a fraction of a millisecond.
 EXACT_SCAN_WORK = 2_048_000
 _FILTER_COLUMNS = ("category", "department")
+#: Rows and their inner products, nearest first.
+Neighbours = tuple[list[int], list[float]]
 
 
 class FaissIndex:
@@ -81,6 +84,8 @@ class FaissIndex:
         self._params = params
         self._n = int(graph.ntotal)
         self._columns = catalogue_columns
+        # Python lists of Python values: a hit's attributes are read from them without numpy scalar conversions.
+        self._lists: dict[str, list[Any]] = {name: column.tolist() for name, column in catalogue_columns.items()}
         storage: Any = faiss.downcast_index(graph.storage)
         # A view of the graph's own float32 copy of the vectors: no second copy in memory.
         self._vectors: FloatArray = faiss.rev_swig_ptr(storage.get_xb(), self._n * graph.d).reshape(self._n, graph.d)
@@ -104,6 +109,17 @@ class FaissIndex:
         graph.hnsw.efSearch = params.ef_search
         graph.add(catalogue.vectors)
         return cls(graph, catalogue.columns, params, exact_scan_work)
+
+    def tuned(self, ef_search: int) -> FaissIndex:
+        """The same graph and attributes searched with another ef_search (a shallow copy: nothing is rebuilt)."""
+        import copy
+
+        import faiss
+
+        other = copy.copy(self)
+        other._params = replace(self._params, ef_search=ef_search)
+        other._unfiltered = faiss.SearchParametersHNSW(efSearch=ef_search)  # type: ignore[attr-defined]
+        return other
 
     def to_files(self) -> dict[str, bytes]:
         """The version's files (name -> bytes)."""
@@ -170,8 +186,8 @@ class FaissIndex:
         if mask is None:
             # One more than asked, then the product itself dropped: cheaper than a selector over every row.
             rows, ips = self._nearest(query, k + 1, None)
-            keep = rows != row
-            return self._hits(rows[keep][:k], ips[keep][:k])
+            kept = [(r, ip) for r, ip in zip(rows, ips, strict=True) if r != row][:k]
+            return self._hits([r for r, _ in kept], [ip for _, ip in kept])
         mask[row] = False
         return self._hits(*self._nearest(query, k, mask))
 
@@ -206,10 +222,8 @@ class FaissIndex:
             mask &= self._columns["in_stock"] == filters.in_stock
         return mask
 
-    def _nearest(
-        self, query: FloatArray, k: int, mask: npt.NDArray[np.bool_] | None
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """(rows, inner products) of the k nearest rows passing `mask`, nearest first."""
+    def _nearest(self, query: FloatArray, k: int, mask: npt.NDArray[np.bool_] | None) -> Neighbours:
+        """The k nearest rows passing `mask` and their inner products, nearest first."""
         if mask is None:
             return self._graph_search(query, k, self._unfiltered)
         allowed = np.flatnonzero(mask)
@@ -221,35 +235,34 @@ class FaissIndex:
         bitmap = np.packbits(mask, bitorder="little")
         selector = faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(bitmap))
         params = faiss.SearchParametersHNSW(efSearch=self._params.ef_search, sel=selector)  # type: ignore[attr-defined]
-        rows, ips = self._graph_search(query, k, params)
-        if rows.size < k:
-            return self._exact(query, k, allowed)
-        return rows, ips
+        found = self._graph_search(query, k, params)
+        return found if len(found[0]) == k else self._exact(query, k, allowed)
 
-    def _graph_search(self, query: FloatArray, k: int, params: Any) -> tuple[npt.NDArray[np.int64], Any]:
+    def _graph_search(self, query: FloatArray, k: int, params: Any) -> Neighbours:
         ips, rows = self._graph.search(query, k, params=params)
-        found = rows[0] >= 0
-        return rows[0][found], ips[0][found]
+        # Plain lists from here: this runs on every request. faiss pads the end with -1 when it finds fewer than k.
+        found, products = rows[0].tolist(), ips[0].tolist()
+        if found and found[-1] < 0:
+            kept = found.index(-1)
+            return found[:kept], products[:kept]
+        return found, products
 
-    def _exact(
-        self, query: FloatArray, k: int, allowed: npt.NDArray[np.int64]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    def _exact(self, query: FloatArray, k: int, allowed: npt.NDArray[np.int64]) -> Neighbours:
         ips = self._vectors[allowed] @ query[0]
         top = np.argpartition(-ips, k - 1)[:k] if allowed.size > k else np.arange(allowed.size)
         order = top[np.lexsort((allowed[top], -ips[top]))]
-        return allowed[order], ips[order]
+        return allowed[order].tolist(), ips[order].tolist()
 
-    def _hits(self, rows: npt.NDArray[np.int64], ips: npt.NDArray[np.float32]) -> list[Hit]:
-        scores = knn_score(ips)
-        columns = self._columns
+    def _hits(self, rows: list[int], ips: list[float]) -> list[Hit]:
+        skus, keys, shown = self._lists["sku"], self._lists["image_key"], [self._lists[n] for n in _DISPLAYED]
         return [
             Hit(
-                sku=str(columns["sku"][row]),
-                score=float(score),
-                attributes={name: COLUMNS[name](columns[name][row]) for name in _DISPLAYED},
-                image_key=str(columns["image_key"][row]),
+                sku=skus[row],
+                score=knn_score_of(ip),
+                attributes={name: column[row] for name, column in zip(_DISPLAYED, shown, strict=True)},
+                image_key=keys[row],
             )
-            for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
+            for row, ip in zip(rows, ips, strict=True)
         ]
 
 

@@ -117,7 +117,13 @@ class Filters:
 
     @property
     def active(self) -> bool:
-        return any(getattr(self, name) is not None for name in Filters.__dataclass_fields__)
+        return not (
+            self.category is None
+            and self.department is None
+            and self.price_min is None
+            and self.price_max is None
+            and self.in_stock is None
+        )
 
 
 NO_FILTERS = Filters()
@@ -139,7 +145,7 @@ class Product:
     pattern: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hit:
     """One search result; the same shape and score from both implementations."""
 
@@ -215,7 +221,14 @@ def query_vector(vector: npt.ArrayLike, dimension: int) -> FloatArray:
     array = np.asarray(vector, dtype=np.float32)
     if array.ndim != 1 or array.shape[0] != dimension:
         raise InvalidQueryError("vector", f"expected {dimension} numbers, got shape {array.shape}")
-    return normalise(array[None, :])
+    # One dot product checks everything a query needs: NaN or infinity make it non-finite, a zero vector zero.
+    length = math.sqrt(float(np.dot(array, array)))
+    if not math.isfinite(length):
+        raise InvalidQueryError("vector", "holds NaN or infinite values")
+    if length == 0:
+        raise InvalidQueryError("vector", "has zero length: it has no direction to compare")
+    unit: FloatArray = (array / np.float32(length)).reshape(1, dimension)
+    return unit
 
 
 def check_k(k: int) -> int:
@@ -283,6 +296,11 @@ def world_catalogue(
         for name, value in values.items():
             columns[name].append(value)
     return make_catalogue(vectors, columns)
+
+
+def knn_score_of(inner_product: float) -> float:
+    """`knn_score` of one inner product, without numpy (it runs for every hit)."""
+    return 1.0 + inner_product if inner_product >= 0 else 1.0 / (1.0 - inner_product)
 
 
 def knn_score(inner_product: npt.ArrayLike) -> npt.NDArray[np.float64]:
