@@ -9,8 +9,8 @@ index's defaults), built with two faiss threads and timed; queries are fresh dra
 
 For every ef_search of the sweep: recall@10 against exact inner-product search (`IndexFlatIP`) and single-query QPS
 on one thread, of `FaissIndex.search` (id map, Hit building, the API's path) and of the bare `graph.search` with the
-same parameters, in the same run, interleaved and best of two. The smallest ef_search reaching recall@10 >= 0.98 on
-the large set is what `HnswParams` defaults to (`shelfwise.visual.index.DEFAULT_EF_SEARCH`).
+same parameters, in the same run, interleaved, best of 2 to 7 repetitions. The smallest ef_search reaching
+recall@10 >= 0.98 on the large set is what `HnswParams` defaults to (`shelfwise.visual.index.DEFAULT_EF_SEARCH`).
 """
 
 from __future__ import annotations
@@ -171,16 +171,21 @@ def sweep_row(index: FaissIndex, data: DataSet, truth: npt.NDArray[np.int64], ef
     def bare() -> list[list[int]]:
         return [graph.search(queries[i : i + 1], K, params=params)[1][0].tolist() for i in range(len(queries))]
 
-    timings: dict[str, float] = {"ours": np.inf, "bare": np.inf}
+    timings: dict[str, list[float]] = {"ours": [], "bare": []}
     found: dict[str, list[list[int]]] = {}
-    for _ in range(2):
-        for name, run in (("bare", bare), ("ours", ours)):
+    # Interleaved and repeated (best of at least 2, up to 1 s each): the machine is shared and noisy.
+    while len(timings["ours"]) < 2 or (len(timings["ours"]) < 7 and sum(timings["ours"]) < 1.0):
+        for name, search in (("bare", bare), ("ours", ours)):
             started = time.perf_counter()
-            found[name] = run()
-            timings[name] = min(timings[name], time.perf_counter() - started)
+            found[name] = search()
+            timings[name].append(time.perf_counter() - started)
     n = len(queries)
     return SweepRow(
-        ef_search, recall(found["ours"], truth), recall(found["bare"], truth), n / timings["ours"], n / timings["bare"]
+        ef_search,
+        recall(found["ours"], truth),
+        recall(found["bare"], truth),
+        n / min(timings["ours"]),
+        n / min(timings["bare"]),
     )
 
 

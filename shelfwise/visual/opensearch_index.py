@@ -50,6 +50,7 @@ from shelfwise.visual.index import (
 from shelfwise.visual.index_store import (
     OPENSEARCH_POINTER,
     BlobStore,
+    IndexNotFoundError,
     Pointer,
     new_version,
     read_pointer,
@@ -287,8 +288,6 @@ class OpenSearchIndex:
                 return holders[-1]
             except NotFoundError:
                 return None
-        from shelfwise.visual.index_store import IndexNotFoundError
-
         assert self.pointer_store is not None
         try:
             return read_pointer(self.pointer_store, OPENSEARCH_POINTER).version
