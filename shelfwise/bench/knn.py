@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shelfwise.visual.index import HnswParams, make_catalogue, memory_bytes
+from shelfwise.visual.index import Filters, HnswParams, make_catalogue, memory_bytes
 
 if TYPE_CHECKING:
     from shelfwise.visual.faiss_index import FaissIndex
@@ -37,6 +37,9 @@ K = 10
 TARGET_RECALL = 0.98
 TARGET_SPEED = 0.5
 EF_SWEEP = (16, 32, 64, 128, 256)
+#: The synthetic attributes give row i the category i mod CATEGORIES: the filtered searches keep 1 row in 20.
+CATEGORIES = 20
+FILTER = Filters(category="category-0")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Result:
     build_s: float
     rows: list[SweepRow]
     graph_bytes: int
+    #: At the chosen ef_search, with `FILTER`.
+    filtered: SweepRow | None = None
 
     def chosen(self) -> SweepRow | None:
         """The smallest ef_search reaching the recall target."""
@@ -123,7 +128,7 @@ def build(data: DataSet, params: HnswParams) -> tuple[FaissIndex, float]:
     from shelfwise.visual.faiss_index import FaissIndex
 
     n = len(data.vectors)
-    categories = np.array([f"category-{i % 20}" for i in range(20)], dtype=object)[np.arange(n) % 20]
+    categories = np.array([f"category-{i}" for i in range(CATEGORIES)], dtype=object)[np.arange(n) % CATEGORIES]
     columns = {
         "sku": np.array([f"V{i:08d}" for i in range(n)], dtype=object),
         "category": categories,
@@ -155,18 +160,35 @@ def recall(found: list[list[int]], truth: npt.NDArray[np.int64]) -> float:
     return float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)]))
 
 
-def sweep_row(index: FaissIndex, data: DataSet, truth: npt.NDArray[np.int64], ef_search: int) -> SweepRow:
-    """Recall and single-thread QPS of the index class and of the bare graph call at one ef_search."""
+def filtered_truth(data: DataSet) -> npt.NDArray[np.int64]:
+    """The exact top K among the rows passing `FILTER` (every `CATEGORIES`th row)."""
+    rows = np.arange(0, len(data.vectors), CATEGORIES)
+    products = data.queries @ data.vectors[rows].T
+    top = np.argsort(-products, axis=1)[:, :K]
+    found: npt.NDArray[np.int64] = rows[top]
+    return found
+
+
+def sweep_row(
+    index: FaissIndex, data: DataSet, truth: npt.NDArray[np.int64], ef_search: int, filtered: bool = False
+) -> SweepRow:
+    """Recall and single-thread QPS of the index class and of the bare graph call at one ef_search; `filtered`: with
+    `FILTER` (the bare call given the selector ready-made, the index class building it per query as it serves)."""
     import faiss
 
     faiss.omp_set_num_threads(1)
     tuned = index.tuned(ef_search)
     graph = index.graph
+    bitmap = np.packbits(np.arange(len(data.vectors)) % CATEGORIES == 0, bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(data.vectors), faiss.swig_ptr(bitmap))
     params = faiss.SearchParametersHNSW(efSearch=ef_search)  # type: ignore[attr-defined]
+    if filtered:
+        params.sel = selector
+    filters = FILTER if filtered else Filters()
     queries = data.queries
 
     def ours() -> list[list[int]]:
-        return [[int(hit.sku[1:]) for hit in tuned.search(q, K)] for q in queries]
+        return [[int(hit.sku[1:]) for hit in tuned.search(q, K, filters)] for q in queries]
 
     def bare() -> list[list[int]]:
         return [graph.search(queries[i : i + 1], K, params=params)[1][0].tolist() for i in range(len(queries))]
@@ -198,10 +220,13 @@ def run(data: DataSet, params: HnswParams, sweep: tuple[int, ...], console: Cons
     for ef in sweep:
         with console.status(f"{data.label}: ef_search {ef}"):
             rows.append(sweep_row(index, data, truth, ef))
+    with console.status(f"{data.label}: filtered searches"):
+        chosen = next((row.ef_search for row in rows if row.recall >= TARGET_RECALL), params.ef_search)
+        filtered = sweep_row(index, data, filtered_truth(data), chosen, filtered=True)
     graph: Any = index.graph  # faiss's stubs lack HNSW.neighbors
     # faiss stores each link as a 32-bit id, and the vectors as float32.
     graph_bytes = graph.hnsw.neighbors.size() * 4 + graph.ntotal * graph.d * 4
-    return Result(data, build_s, rows, int(graph_bytes))
+    return Result(data, build_s, rows, int(graph_bytes), filtered)
 
 
 def sweep_table(result: Result) -> Table:
@@ -219,6 +244,16 @@ def sweep_table(result: Result) -> Table:
             f"{row.bare_qps:,.0f}",
             f"{row.speed:.2f}x",
             style=style,
+        )
+    if result.filtered is not None:
+        row = result.filtered
+        table.add_row(
+            f"{row.ef_search}, {100 // CATEGORIES}% pass filter",
+            f"{row.recall:.4f}",
+            f"{row.bare_recall:.4f}",
+            f"{row.qps:,.0f}",
+            f"{row.bare_qps:,.0f}",
+            f"{row.speed:.2f}x",
         )
     return table
 
@@ -248,6 +283,8 @@ def key_line(results: list[Result], params: HnswParams) -> str:
             if chosen
             else f"no ef_search in the sweep reached recall@{K} {TARGET_RECALL}"
         )
+        if result.filtered is not None:
+            found += f", {100 // CATEGORIES}%-pass filter recall@{K} {result.filtered.recall:.3f}"
         parts.append(f"{result.data.label}: build {result.build_s:.1f} s (2 threads); {found}")
     large = results[-1].chosen()
     verdict = (
