@@ -16,7 +16,7 @@ by exact search over the products that pass, so a filter never returns fewer tha
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from shelfwise.visual.index import (
     COLUMNS,
+    MAX_K,
     NO_FILTERS,
     Catalogue,
     Column,
@@ -62,6 +63,8 @@ MANIFEST_FILE = "manifest.json"
 #: cache), where the graph walk takes about 0.15 ms.
 EXACT_SCAN_WORK = 256_000
 _FILTER_COLUMNS = ("category", "department")
+#: Filters whose selections an index remembers (a few hundred kB each for a million products).
+SELECTIONS_KEPT = 64
 #: Rows and their inner products, nearest first.
 Neighbours = tuple[list[int], list[float]]
 
@@ -95,6 +98,7 @@ class FaissIndex:
         for name in _FILTER_COLUMNS:
             values, codes = np.unique(catalogue_columns[name].astype(str), return_inverse=True)
             self._codes[name] = (codes.astype(np.int32), {str(v): i for i, v in enumerate(values)})
+        self._selections: dict[Filters, Selection] = {}
         self._unfiltered = faiss.SearchParametersHNSW(efSearch=params.ef_search)  # type: ignore[attr-defined]
 
     # -- construction ------------------------------------------------------------------------------------------
@@ -175,22 +179,21 @@ class FaissIndex:
         """The bare faiss index (for benchmarks against the raw call)."""
         return self._graph
 
-    def search(self, vector: npt.ArrayLike, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
+    def search(self, vector: npt.ArrayLike, k: int, filters: Filters | None = None) -> list[Hit]:
         query = query_vector(vector, self.dimension)
-        return self._hits(*self._nearest(query, check_k(k), self._mask(filters)))
+        return self._hits(*self._nearest(query, check_k(k), self._selection(filters or NO_FILTERS)))
 
-    def neighbours(self, sku: str, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
+    def neighbours(self, sku: str, k: int, filters: Filters | None = None) -> list[Hit]:
         row = self._row(sku)
         k = check_k(k)
         query = self._vectors[row : row + 1]
-        mask = self._mask(filters)
-        if mask is None:
+        selection = self._selection(filters or NO_FILTERS)
+        if selection is None:
             # One more than asked, then the product itself dropped: cheaper than a selector over every row.
             rows, ips = self._nearest(query, k + 1, None)
             kept = [(r, ip) for r, ip in zip(rows, ips, strict=True) if r != row][:k]
             return self._hits([r for r, _ in kept], [ip for _, ip in kept])
-        mask[row] = False
-        return self._hits(*self._nearest(query, k, mask))
+        return self._hits(*self._nearest(query, k, selection.without(row)))
 
     def vector(self, sku: str) -> FloatArray:
         stored: FloatArray = self._vectors[self._row(sku)].copy()
@@ -203,10 +206,20 @@ class FaissIndex:
             raise UnknownSkuError(sku)
         return row
 
-    def _mask(self, filters: Filters) -> npt.NDArray[np.bool_] | None:
-        """Rows passing `filters`, or None when nothing is filtered."""
+    def _selection(self, filters: Filters) -> Selection | None:
+        """The rows passing `filters` (None when nothing is filtered), remembered for the last `SELECTIONS_KEPT`
+        filters: computing one costs about a millisecond on a million products, more than the search."""
         if not filters.active:
             return None
+        selection = self._selections.pop(filters, None)
+        if selection is None:
+            selection = Selection.of(self._mask(filters), self.exact_scan_work // self.dimension)
+            if len(self._selections) >= SELECTIONS_KEPT:
+                del self._selections[next(iter(self._selections))]
+        self._selections[filters] = selection  # most recently used last
+        return selection
+
+    def _mask(self, filters: Filters) -> npt.NDArray[np.bool_]:
         mask = np.ones(self._n, dtype=bool)
         for name in _FILTER_COLUMNS:
             wanted = getattr(filters, name)
@@ -223,21 +236,19 @@ class FaissIndex:
             mask &= self._columns["in_stock"] == filters.in_stock
         return mask
 
-    def _nearest(self, query: FloatArray, k: int, mask: npt.NDArray[np.bool_] | None) -> Neighbours:
-        """The k nearest rows passing `mask` and their inner products, nearest first."""
-        if mask is None:
+    def _nearest(self, query: FloatArray, k: int, selection: Selection | None) -> Neighbours:
+        """The k nearest rows of `selection` (all when None) and their inner products, nearest first."""
+        if selection is None:
             return self._graph_search(query, k, self._unfiltered)
-        allowed = np.flatnonzero(mask)
-        if allowed.size <= k or allowed.size * self.dimension <= self.exact_scan_work:
-            return self._exact(query, k, allowed)
+        if selection.count <= k or selection.count * self.dimension <= self.exact_scan_work:
+            return self._exact(query, k, selection.passing())
         import faiss
 
         # The selector reads the bitmap through a raw pointer: both stay referenced here until the search returns.
-        bitmap = np.packbits(mask, bitorder="little")
-        selector = faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(bitmap))
+        selector = faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(selection.bitmap))
         params = faiss.SearchParametersHNSW(efSearch=self._params.ef_search, sel=selector)  # type: ignore[attr-defined]
         found = self._graph_search(query, k, params)
-        return found if len(found[0]) == k else self._exact(query, k, allowed)
+        return found if len(found[0]) == k else self._exact(query, k, selection.passing())
 
     def _graph_search(self, query: FloatArray, k: int, params: Any) -> Neighbours:
         ips, rows = self._graph.search(query, k, params=params)
@@ -268,6 +279,37 @@ class FaissIndex:
 
 
 _DISPLAYED = tuple(name for name in COLUMNS if name not in ("sku", "image_key"))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The rows a filter lets through: as the bitmap faiss's selector reads (bit i of byte i // 8, little-endian) and,
+    when few enough to scan exactly, as row numbers."""
+
+    bitmap: npt.NDArray[np.uint8]
+    count: int
+    rows: npt.NDArray[np.int64] | None
+
+    @classmethod
+    def of(cls, mask: npt.NDArray[np.bool_], scan_rows: int) -> Selection:
+        count = int(np.count_nonzero(mask))
+        rows = np.flatnonzero(mask) if count <= max(scan_rows, MAX_K) else None
+        return cls(np.packbits(mask, bitorder="little"), count, rows)
+
+    def passing(self) -> npt.NDArray[np.int64]:
+        if self.rows is not None:
+            return self.rows
+        return np.flatnonzero(np.unpackbits(self.bitmap, bitorder="little").astype(bool))
+
+    def without(self, row: int) -> Selection:
+        """The same rows but `row`."""
+        byte, bit = divmod(row, 8)
+        if not self.bitmap[byte] >> bit & 1:
+            return self
+        bitmap = self.bitmap.copy()
+        bitmap[byte] &= ~np.uint8(1 << bit)
+        rows = None if self.rows is None else self.rows[self.rows != row]
+        return Selection(bitmap, self.count - 1, rows)
 
 
 def store_index(index: FaissIndex, store: BlobStore, version: str | None = None) -> str:

@@ -324,11 +324,11 @@ class VectorIndex(Protocol):
     @property
     def dimension(self) -> int: ...
 
-    def search(self, vector: npt.ArrayLike, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
+    def search(self, vector: npt.ArrayLike, k: int, filters: Filters | None = None) -> list[Hit]:
         """The k products closest to `vector` that pass `filters`, closest first (fewer only if fewer pass)."""
         ...
 
-    def neighbours(self, sku: str, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
+    def neighbours(self, sku: str, k: int, filters: Filters | None = None) -> list[Hit]:
         """The k products closest to the stored vector of `sku`, the product itself left out."""
         ...
 

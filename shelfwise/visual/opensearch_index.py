@@ -239,13 +239,13 @@ class OpenSearchIndex:
     def dimension(self) -> int:
         return self.settings.dimension
 
-    def search(self, vector: npt.ArrayLike, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
+    def search(self, vector: npt.ArrayLike, k: int, filters: Filters | None = None) -> list[Hit]:
         query = query_vector(vector, self.dimension)[0]
-        return self._knn(query, check_k(k), filter_clause(filters))
+        return self._knn(query, check_k(k), filter_clause(filters or NO_FILTERS))
 
-    def neighbours(self, sku: str, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
+    def neighbours(self, sku: str, k: int, filters: Filters | None = None) -> list[Hit]:
         k = check_k(k)
-        return self._knn(self.vector(sku), k, filter_clause(filters, exclude_sku=sku))
+        return self._knn(self.vector(sku), k, filter_clause(filters or NO_FILTERS, exclude_sku=sku))
 
     def vector(self, sku: str) -> FloatArray:
         body = {"size": 1, "query": {"term": {"sku": sku}}, "_source": {"includes": [VECTOR_FIELD]}}

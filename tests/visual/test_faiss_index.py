@@ -22,7 +22,9 @@ from shelfwise.visual.index import (
     InvalidQueryError,
     UnknownSkuError,
     knn_score,
+    knn_score_of,
     make_catalogue,
+    memory_bytes,
     world_catalogue,
 )
 from shelfwise.visual.index_store import EMBEDDED_POINTER, IndexNotFoundError, read_pointer
@@ -114,17 +116,23 @@ def test_a_filter_nothing_passes_returns_no_hits(index: FaissIndex) -> None:
     assert index.search(np.ones(DIM), 5, Filters(price_min=1000.0)) == []
 
 
-def test_neighbours_leave_the_product_itself_out_with_and_without_filters(data: Catalogue, index: FaissIndex) -> None:
+@pytest.mark.parametrize("exact_scan_work", [0, 10**9], ids=["graph with selector", "exact scan"])
+def test_neighbours_leave_the_product_itself_out_with_and_without_filters(
+    data: Catalogue, exact_scan_work: int
+) -> None:
+    index = FaissIndex.build(data, HnswParams(m=16, ef_construction=100, ef_search=64), exact_scan_work)
     for sku in ("SKU00000", "SKU00123", "SKU00599"):
         row = int(sku[3:])
         hits = index.neighbours(sku, 8)
         assert sku not in [h.sku for h in hits]
         assert [h.sku for h in hits] == [s for s in exact(data, data.vectors[row], 9) if s != sku][:8]
         category = str(data.columns["category"][row])
-        filtered = index.neighbours(sku, 8, Filters(category=category))
-        assert len(filtered) == 8
-        assert sku not in [h.sku for h in filtered]
-        assert {h.attributes["category"] for h in filtered} == {category}
+        for _ in range(2):  # the second time from the remembered selection, which must still hold the product
+            filtered = index.neighbours(sku, 8, Filters(category=category))
+            assert len(filtered) == 8
+            assert sku not in [h.sku for h in filtered]
+            assert {h.attributes["category"] for h in filtered} == {category}
+        assert sku in [h.sku for h in index.search(data.vectors[row], 1, Filters(category=category))]
     np.testing.assert_allclose(index.vector("SKU00042"), data.vectors[42])
 
 
@@ -219,3 +227,14 @@ def test_the_index_round_trips_through_the_lake_behind_its_pointer(
         "index.faiss",
         "manifest.json",
     ]
+
+
+def test_scores_follow_the_knn_plugins_innerproduct_convention() -> None:
+    ips = np.array([1.0, 0.5, 0.0, -0.5, -1.0])
+    np.testing.assert_allclose(knn_score(ips), [2.0, 1.5, 1.0, 1 / 1.5, 0.5])
+    assert [knn_score_of(float(ip)) for ip in ips] == pytest.approx(knn_score(ips).tolist())
+
+
+def test_the_memory_estimate_is_the_plugins_formula() -> None:
+    assert memory_bytes(1_000_000, 128, 16) == 704_000_000  # 1.1 x (4 x 128 + 8 x 16) x 1M
+    assert memory_bytes(500, 64, 8) == 176_000
