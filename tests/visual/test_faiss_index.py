@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,7 @@ from shelfwise.visual.index import (
     HnswParams,
     InvalidCatalogueError,
     InvalidQueryError,
+    Product,
     UnknownSkuError,
     knn_score,
     knn_score_of,
@@ -238,3 +240,18 @@ def test_scores_follow_the_knn_plugins_innerproduct_convention() -> None:
 def test_the_memory_estimate_is_the_plugins_formula() -> None:
     assert memory_bytes(1_000_000, 128, 16) == 704_000_000  # 1.1 x (4 x 128 + 8 x 16) x 1M
     assert memory_bytes(500, 64, 8) == 176_000
+
+
+def test_a_catalogue_of_products_normalises_their_vectors_and_keeps_their_attributes() -> None:
+    products = [
+        Product(f"SKU{i}", (3.0, 4.0 + i, 0.0), "mugs", "home", 5.0 + i, i % 2 == 0, f"images/SKU{i}.png", "acme")
+        for i in range(3)
+    ]
+    data = Catalogue.from_products(products)
+    first = data.product(0)
+    assert first == replace(products[0], vector=first.vector)
+    assert first.vector == pytest.approx((0.6, 0.8, 0.0))
+    assert data.product(2).in_stock is True
+    assert [h.sku for h in FaissIndex.build(data).neighbours("SKU1", 2)] == ["SKU2", "SKU0"]
+    with pytest.raises(InvalidCatalogueError, match="no products"):
+        Catalogue.from_products([])
