@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from shelfwise.demand.calendar import ALL_COVARIATES, calendar_covariates
+from shelfwise.demand.calendar import ALL_COVARIATES, COVARIATES, calendar_covariates
 from shelfwise.demand.series import STATIC_ATTRIBUTES, DemandPanel
 
 if TYPE_CHECKING:
     from gluonts.torch.model.deepar import DeepAREstimator
     from gluonts.torch.model.predictor import PyTorchPredictor
+    from gluonts.transform import InstanceSampler
 
 HORIZON = 28
 FREQ = "D"
@@ -117,9 +118,14 @@ class DeepARSettings:
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
+    #: Training windows added per series and pass whose forecast days cover a retail event (`event_days`), on top of
+    #: the one uniform window: a day like Christmas is one in 365 of the history and too rare to learn otherwise.
+    event_windows: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def estimator(self, cardinality: list[int], work_dir: Path, horizon: int = HORIZON) -> DeepAREstimator:
+    def estimator(
+        self, cardinality: list[int], work_dir: Path, horizon: int = HORIZON, events_from_end: tuple[int, ...] = ()
+    ) -> DeepAREstimator:
         from gluonts.torch.distributions import NegativeBinomialOutput
         from gluonts.torch.model.deepar import DeepAREstimator
 
@@ -135,6 +141,7 @@ class DeepARSettings:
             # Units are counts, often zero: a negative binomial, not the default Student's t.
             distr_output=NegativeBinomialOutput(),
             lags_seq=list(LAGS),
+            train_sampler=event_sampler(events_from_end, self.event_windows, horizon),
             num_feat_dynamic_real=len(ALL_COVARIATES),
             num_feat_static_cat=len(STATIC_ATTRIBUTES),
             cardinality=cardinality,
@@ -196,13 +203,47 @@ def gluonts_entries(panel: DemandPanel, codes: StaticCodes, future_days: int) ->
         }
 
 
+def event_days(start: dt.date, n_days: int) -> np.ndarray:
+    """Indices of the days of `n_days` from `start` on a short retail event (Black Friday week, Christmas Eve to
+    New Year's Day, Easter): the days the event windows of training cover. The long ramps (the Christmas run-up,
+    January) are left to uniform sampling, which meets them often."""
+    covariates = calendar_covariates(start, n_days)
+    short = [i for i, name in enumerate(COVARIATES) if name not in ("christmas_run_up", "january")]
+    return np.flatnonzero(covariates[short].any(axis=0))
+
+
+def event_sampler(events_from_end: tuple[int, ...], rate: float, horizon: int = HORIZON) -> InstanceSampler:
+    """GluonTS's uniform training sampler plus, per series and pass, `rate` windows on average whose forecast days
+    cover an event day. Events are given as days before the end of the training series, which all end together."""
+    from gluonts.transform import ExpectedNumInstanceSampler
+
+    class EventWindowSampler(ExpectedNumInstanceSampler):
+        events_from_end: tuple[int, ...]
+        rate: float
+
+        def __call__(self, ts: np.ndarray) -> np.ndarray:
+            uniform = super().__call__(ts)
+            first, last = self._get_bounds(ts)
+            events = ts.shape[self.axis] - np.asarray(self.events_from_end, dtype=int)
+            events = events[(events >= first) & (events < last + horizon)]
+            count = np.random.poisson(self.rate) if events.size else 0
+            if count == 0:
+                return uniform
+            # A forecast window starting up to `horizon - 1` days before the event day has it among its days.
+            split = np.random.choice(events, count) - np.random.randint(0, horizon, count)
+            return np.concatenate([uniform, np.clip(split, first, last)])
+
+    return EventWindowSampler(num_instances=1.0, min_future=horizon, events_from_end=events_from_end, rate=rate)
+
+
 def train_deepar(panel: DemandPanel, settings: DeepARSettings, work_dir: Path) -> tuple[PyTorchPredictor, StaticCodes]:
     """Train DeepAR on every series of the panel; NaN (censored) days are masked out of the loss by GluonTS."""
     import lightning
 
     lightning.seed_everything(settings.seed, workers=True, verbose=False)
     codes = StaticCodes.fit(panel.keys)
-    estimator = settings.estimator(codes.cardinality, work_dir)
+    events_from_end = tuple(int(d) for d in panel.n_days - event_days(panel.start, panel.n_days))
+    estimator = settings.estimator(codes.cardinality, work_dir, events_from_end=events_from_end)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         predictor = estimator.train(training_data=list(gluonts_entries(panel, codes, 0)), cache_data=True)

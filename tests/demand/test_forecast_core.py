@@ -19,7 +19,7 @@ from shelfwise.demand.forecast_records import (
 )
 from shelfwise.demand.inventory import order_up_to_decision
 from shelfwise.demand.metrics import score
-from shelfwise.demand.models import StaticCodes, gluonts_entries, seasonal_naive_paths
+from shelfwise.demand.models import StaticCodes, event_days, event_sampler, gluonts_entries, seasonal_naive_paths
 from shelfwise.demand.series import build_panel, load_panel, save_panel
 
 
@@ -113,6 +113,32 @@ def test_a_holiday_calendar_without_a_region_or_date_is_refused_naming_it() -> N
         RegionalHolidays.from_frame(pd.DataFrame({"date": [dt.date(2024, 1, 1)]}))
     with pytest.raises(ValueError, match="without a date"):
         RegionalHolidays.from_frame(pd.DataFrame({"region": ["north"], "date": [None]}))
+
+
+def test_event_days_are_the_short_retail_events_not_the_long_ramps() -> None:
+    start = dt.date(2023, 11, 1)
+    days = {start + dt.timedelta(days=int(i)) for i in event_days(start, 92)}
+    assert dt.date(2023, 11, 24) in days  # Black Friday
+    assert dt.date(2023, 12, 25) in days
+    assert dt.date(2023, 12, 10) not in days  # the Christmas run-up, sampled often enough uniformly
+    assert dt.date(2024, 1, 15) not in days  # January
+
+
+def test_event_windows_put_the_event_among_their_forecast_days() -> None:
+    np.random.seed(0)
+    horizon, length, before_end = 28, 400, 30
+    uniform = event_sampler((), rate=3.0, horizon=horizon)
+    sampler = event_sampler((before_end,), rate=3.0, horizon=horizon)
+    ts = np.ones(length)
+    plain = np.concatenate([uniform(ts) for _ in range(500)])
+    splits = np.concatenate([sampler(ts) for _ in range(500)])
+    event = length - before_end
+    covering = (splits <= event) & (event < splits + horizon)
+    plain_covering = (plain <= event) & (event < plain + horizon)
+    # About 3 event windows per pass on top of the one uniform window, and the uniform ones rarely cover it.
+    assert covering.sum() > 500 * 2.5
+    assert plain_covering.mean() < 0.15
+    assert splits.max() <= length - horizon
 
 
 def test_a_perfect_forecast_scores_zero_loss_full_coverage_and_no_bias() -> None:
