@@ -1,8 +1,9 @@
 """The image embedding model: a small CNN trained from scratch that maps a product image to a unit vector, so that
 cosine similarity finds both the same product in a shopper's photo and products of the same category.
 
-The objective serves both tasks at once. Each step takes a batch of distinct training SKUs and makes two shopper-photo
-views of each (`shelfwise.visual.augment`):
+The objective serves both tasks at once. Each step takes a batch of distinct training SKUs and pairs each SKU's studio
+image with a shopper photo of it (`shelfwise.visual.augment`), as search pairs them (the catalogue side is always the
+studio image):
 - an instance loss (NT-Xent, as in SimCLR) pulls a SKU's two views together and pushes every other SKU away: this is
   what finds a product from a photo;
 - a category loss (cross-entropy of a cosine classifier on the embedding itself, as in NormFace) pulls a category's
@@ -56,7 +57,7 @@ class EmbeddingSettings:
     image_size: int = 64
     dim: int = 128
     width: int = 32  # channels of the first block; doubled at each of the three downsamplings
-    epochs: int = 60
+    epochs: int = 30
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 5e-4
@@ -67,9 +68,11 @@ class EmbeddingSettings:
     photo: PhotoSettings = field(default_factory=PhotoSettings)
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "dim", "width", "epochs", "batch_size"):
+        for name in ("image_size", "dim", "width", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be at least 0 (0: the initialised, untrained model), got {self.epochs}")
         if self.image_size < 16:
             raise ValueError(f"image_size must be at least 16 (three downsamplings), got {self.image_size}")
 
@@ -253,7 +256,7 @@ def _train(settings: EmbeddingSettings, catalogue: Catalogue, progress: Progress
     batch = min(settings.batch_size, n)
     steps_per_epoch = math.ceil(n / batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.15
+        optimiser, max_lr=settings.lr, total_steps=max(1, settings.epochs * steps_per_epoch), pct_start=0.15
     )
     generator = torch.Generator().manual_seed(settings.seed)
     losses: list[float] = []
@@ -265,9 +268,9 @@ def _train(settings: EmbeddingSettings, catalogue: Catalogue, progress: Progress
             rows = order[step * batch : (step + 1) * batch]
             if rows.numel() < 2:  # a lone image has no negatives
                 continue
-            pair = torch.cat([images[rows], images[rows]])
-            views = augment(pair, torch.cat([masks[rows], masks[rows]]), generator, settings.photo)
-            embedded = network(views)
+            # A studio image and a photo of each SKU, as search pairs them: the catalogue side is always clean.
+            photos = augment(images[rows], masks[rows], generator, settings.photo)
+            embedded = network(torch.cat([images[rows], photos]))
             first, second = embedded.split(rows.numel())
             classes = settings.category_scale * embedded @ F.normalize(centres, dim=1).T
             loss = _nt_xent(first, second, settings.temperature) + settings.category_weight * F.cross_entropy(
