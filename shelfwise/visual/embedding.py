@@ -56,14 +56,14 @@ class EmbeddingSettings:
 
     image_size: int = 64
     dim: int = 128
-    width: int = 32  # channels of the first block; doubled at each of the three downsamplings
-    epochs: int = 30
+    width: int = 16  # channels of the first of the three stride-2 stages; doubled at each of the other two
+    epochs: int = 90
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 5e-4
     temperature: float = 0.1  # of the instance loss
     category_scale: float = 16.0  # logit scale of the cosine classifier
-    category_weight: float = 1.0  # of the category loss, beside the instance loss's 1
+    category_weight: float = 2.0  # of the category loss, beside the instance loss's 1
     seed: int = 0
     photo: PhotoSettings = field(default_factory=PhotoSettings)
 
