@@ -82,9 +82,16 @@ def proxy_error(error: ApiError) -> dict[str, Any]:
     }
 
 
-def reject_body(event: dict[str, Any]) -> ApiError | None:
-    """Why the request body cannot be a JSON request, found before Powertools parses it (it would answer 5xx)."""
+def reject_body(event: dict[str, Any], own_body: Sequence[tuple[str, re.Pattern[str]]] = ()) -> ApiError | None:
+    """Why the request body cannot be a JSON request, found before Powertools parses it (it would answer 5xx).
+
+    `own_body` (method, path regex, as `route_patterns` gives) are the routes that read and check their body
+    themselves (an image upload): their requests are left to them.
+    """
     proxy = APIGatewayProxyEvent(event)
+    method, path = str(event.get("httpMethod") or "").upper(), str(event.get("path") or "")
+    if any(method == own_method and pattern.fullmatch(path) for own_method, pattern in own_body):
+        return None
     body = proxy.body or ""
     if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if proxy.is_base64_encoded else MAX_BODY_BYTES):
         return ApiError(
@@ -196,16 +203,21 @@ def build_resolver(
 
 
 def entry_point(
-    app: APIGatewayRestResolver, logger: Logger, tracer: Tracer, metrics: Metrics
+    app: APIGatewayRestResolver,
+    logger: Logger,
+    tracer: Tracer,
+    metrics: Metrics,
+    own_body_routes: Sequence[ApiRoute] = (),
 ) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The Lambda handler: checks the body, then routes; traces without capturing responses (they hold customer
-    data), logs with the API Gateway request id as correlation id."""
+    """The Lambda handler: checks the body (except on `own_body_routes`, which check theirs), then routes; traces
+    without capturing responses (they hold customer data), logs with the API Gateway request id as correlation id."""
+    own_body = route_patterns(own_body_routes)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        rejection = reject_body(event)
+        rejection = reject_body(event, own_body)
         if rejection is not None:
             metrics.add_metric(name="RejectedRequests", unit=MetricUnit.Count, value=1)
             return proxy_error(rejection)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from shelfwise.bench import churn, forecast, glue, inventory, knn, launches, serving, world
+from shelfwise.bench import churn, forecast, glue, inventory, knn, launches, serving, visual, world
 
 app = typer.Typer(no_args_is_help=True)
 app.command("world")(world.command)
@@ -16,5 +16,6 @@ app.command("forecast")(forecast.command)
 app.command("inventory")(inventory.command)
 app.command("launches")(launches.command)
 app.command("knn")(knn.command)
+app.command("visual")(visual.command)
 app.add_typer(serving.app, name="serving", help="Latency of the API handlers against the raw model.")
 app.add_typer(glue.app, name="glue", help="Throughput of Glue jobs on local Spark.")

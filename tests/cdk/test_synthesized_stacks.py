@@ -293,6 +293,12 @@ def test_every_method_takes_iam_authorization_an_api_key_and_validation(template
     assert all("application/json" in m["RequestModels"] for m in with_body)
 
 
+def test_image_uploads_reach_the_visual_function_as_binary(templates: dict[str, dict[str, Any]]) -> None:
+    """Without the image types in binaryMediaTypes API Gateway would pass an uploaded JPEG as (mangled) text."""
+    (api,) = props(templates["Api"], "AWS::ApiGateway::RestApi")
+    assert set(api["BinaryMediaTypes"]) == {"image/jpeg", "image/png", "image/webp"}
+
+
 def test_body_models_are_the_declared_schemas(templates: dict[str, dict[str, Any]]) -> None:
     models = {m["Schema"]["title"]: m["Schema"] for m in props(templates["Api"], "AWS::ApiGateway::Model")}
     declared = [r.request_schema for d in DOMAINS if d.api is not None for r in d.api.routes if r.request_schema]

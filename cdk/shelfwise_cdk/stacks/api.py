@@ -53,6 +53,9 @@ from shelfwise_cdk.nag import acknowledge, acknowledge_wildcards
 from shelfwise_cdk.stacks.data_lake import LakeRef
 
 STAGE_NAME = "v1"
+#: Request bodies API Gateway passes to the function base64-encoded: image uploads (`POST /search/visual`). Every
+#: other body stays text; answers are JSON text (never base64), so an `Accept: image/...` changes nothing.
+BINARY_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp")
 AuthMode = Literal["iam", "jwt"]
 
 
@@ -143,6 +146,7 @@ class ApiStack(Stack):
             description=f"Shelfwise {self.cfg.env}: every domain's routes",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             api_key_source_type=apigw.ApiKeySourceType.HEADER,
+            binary_media_types=list(BINARY_MEDIA_TYPES),
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy_options=apigw.StageOptions(
