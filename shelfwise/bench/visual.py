@@ -36,7 +36,7 @@ DEFAULT_WORLD = "world"
 FASHION_MNIST = "fashion-mnist"
 #: Evaluation's photos come from their own seed, apart from every training seed.
 PHOTO_SEED_OFFSET = 1_000_003
-LEARNED = "learned embedding"
+LEARNED = "learned"
 
 
 @dataclass(frozen=True)
@@ -162,9 +162,9 @@ def run_bench(
     side = catalogue.images.shape[1]
     methods: list[tuple[str, Callable[[np.ndarray], FloatArray]]] = [
         (LEARNED, model.embed_images),
-        (f"raw pixels {side}x{side}", lambda images: raw_pixels(images, side)),
-        ("raw pixels, downscaled", raw_pixels),
-        ("colour histogram 8x8x8", colour_histograms),
+        (f"pixels {side}x{side}", lambda images: raw_pixels(images, side)),
+        ("pixels downscaled", raw_pixels),
+        ("RGB histogram 8^3", colour_histograms),
     ]
     scores = tuple(score_method(name, embed, catalogue, split, photos) for name, embed in methods)
     torch_rate, onnx_rate, diff = onnx_check(model, to_model_input(catalogue.images), work)
@@ -185,21 +185,14 @@ def run_bench(
 
 def results_table(bench: VisualBench) -> Table:
     table = Table(
-        title=f"{bench.label}: {bench.products} products, {bench.categories} categories, {bench.held_out} held out "
-        "(never trained on); similar = same category; photo = a shopper photo of the product"
+        title=f"{bench.label}: {bench.products} products, {bench.categories} categories, {bench.held_out} held out",
+        caption="similar products (same category) of held-out products: P@k, mAP@10 from their catalogue images, "
+        "photo P@1 from a shopper photo of them; product from its photo: R@k of held-out (new) and trained (seen) "
+        "products' photos, searching the whole catalogue",
     )
     table.add_column("method")
     table.add_column("dim", justify="right")
-    for column in (
-        "similar P@1",
-        "similar P@10",
-        "similar mAP@10",
-        "similar from photo P@1",
-        "photo R@1 held-out",
-        "photo R@10 held-out",
-        "photo R@1 trained",
-        "photo R@10 trained",
-    ):
+    for column in ("P@1", "P@10", "mAP@10", "photo P@1", "R@1 new", "R@10 new", "R@1 seen", "R@10 seen"):
         table.add_column(column, justify="right")
     for s in bench.scores:
         table.add_row(

@@ -1,9 +1,9 @@
 """Augmentations that turn a catalogue image into something like a shopper's photo of the product.
 
-A photo differs from the studio shot in framing (zoom, crop, shift, rotation), in what is behind the product (a
-textured, cluttered scene instead of the light studio background), in light and colour (brightness, contrast,
-saturation, a small hue cast) and in sharpness (blur, sensor noise). All of it is done in torch on whole batches,
-with every random draw taken from one `torch.Generator`, so a seed gives the same photos.
+A photo differs from the studio shot in framing (zoom, crop, shift, rotation, mirroring), in what is behind the
+product (a textured, cluttered scene instead of the light studio background), in light and colour (brightness,
+contrast, saturation, a small hue cast) and in sharpness (blur, sensor noise). All of it is done in torch on whole
+batches, with every random draw taken from one `torch.Generator`, so a seed gives the same photos.
 
 The product is cut out of the studio background by `foreground_masks`: the background is the colour of the image's
 border, and the product is everything not reachable from the border through background-coloured pixels (so light
@@ -47,6 +47,14 @@ class PhotoSettings:
     noise: float = 0.03  # standard deviation, at most
     scene_probability: float = 0.9  # otherwise the studio background stays
     clutter: int = 4  # rectangles of other things in the scene
+    mirror: float = 0.5  # probability of a left-right flip (a front camera's photo is mirrored)
+
+
+#: The small changes of a studio shot (framing, exposure), with no scene: the catalogue side of a training pair.
+STUDIO = PhotoSettings(
+    zoom=(0.9, 1.1), shift=0.05, rotation_degrees=5.0, brightness=0.05, contrast=0.05, saturation=0.05, hue=0.0,
+    blur_sigma=(0.0, 0.5), noise=0.01, scene_probability=0.0, clutter=0, mirror=0.5,
+)  # fmt: skip
 
 
 def foreground_masks(images: UInt8Array) -> BoolArray:
@@ -158,6 +166,8 @@ def augment(
     import torch
 
     n, _, height, width = images.shape
+    mirrored = (torch.rand(n, generator=generator) < settings.mirror).view(n, 1, 1, 1)
+    images, masks = torch.where(mirrored, images.flip(3), images), torch.where(mirrored, masks.flip(3), masks)
     warped = _warp(torch.cat([images * masks, masks], dim=1), settings, generator)
     product, mask = warped[:, :3], warped[:, 3:]
     studio = images[:, :, :1, :1].expand(-1, -1, height, width)

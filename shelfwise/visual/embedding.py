@@ -2,8 +2,7 @@
 cosine similarity finds both the same product in a shopper's photo and products of the same category.
 
 The objective serves both tasks at once. Each step takes a batch of distinct training SKUs and pairs each SKU's studio
-image with a shopper photo of it (`shelfwise.visual.augment`), as search pairs them (the catalogue side is always the
-studio image):
+shot (slightly jittered) with a shopper photo of it (`shelfwise.visual.augment`), as search pairs them:
 - an instance loss (NT-Xent, as in SimCLR) pulls a SKU's two views together and pushes every other SKU away: this is
   what finds a product from a photo;
 - a category loss (cross-entropy of a cosine classifier on the embedding itself, as in NormFace) pulls a category's
@@ -240,7 +239,7 @@ def _train(settings: EmbeddingSettings, catalogue: Catalogue, progress: Progress
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    from shelfwise.visual.augment import augment, foreground_masks
+    from shelfwise.visual.augment import STUDIO, augment, foreground_masks
 
     if len(catalogue) < 2:
         raise ValueError(f"training needs at least 2 images, got {len(catalogue)}")
@@ -268,9 +267,11 @@ def _train(settings: EmbeddingSettings, catalogue: Catalogue, progress: Progress
             rows = order[step * batch : (step + 1) * batch]
             if rows.numel() < 2:  # a lone image has no negatives
                 continue
-            # A studio image and a photo of each SKU, as search pairs them: the catalogue side is always clean.
+            # A studio shot and a photo of each SKU, as search pairs them; the studio side is jittered only a little,
+            # or the category loss learns the training images by heart.
+            studio = augment(images[rows], masks[rows], generator, STUDIO)
             photos = augment(images[rows], masks[rows], generator, settings.photo)
-            embedded = network(torch.cat([images[rows], photos]))
+            embedded = network(torch.cat([studio, photos]))
             first, second = embedded.split(rows.numel())
             classes = settings.category_scale * embedded @ F.normalize(centres, dim=1).T
             loss = _nt_xent(first, second, settings.temperature) + settings.category_weight * F.cross_entropy(

@@ -30,7 +30,7 @@ def test_the_bench_scores_every_method_on_held_out_products_and_checks_onnx(tmp_
     settings = EmbeddingSettings(dim=8, width=4, epochs=1, batch_size=16)
     bench = run_bench("tiny", catalogue, settings, tmp_path)
     assert [s.method for s in bench.scores] == [
-        LEARNED, "raw pixels 64x64", "raw pixels, downscaled", "colour histogram 8x8x8"
+        LEARNED, "pixels 64x64", "pixels downscaled", "RGB histogram 8^3"
     ]  # fmt: skip
     assert bench.held_out == 8  # round(0.3 x 6) = 2 of each category
     for scores in bench.scores:
@@ -41,7 +41,7 @@ def test_the_bench_scores_every_method_on_held_out_products_and_checks_onnx(tmp_
     assert (tmp_path / "model.onnx").is_file()
     console = Console(width=250, record=True)
     console.print(results_table(bench))
-    assert "colour histogram 8x8x8" in console.export_text()
+    assert "RGB histogram 8^3" in console.export_text()
     assert key_line(bench).startswith("visual (tiny, 24 products, 8 held out): similar P@1 learned ")
 
 

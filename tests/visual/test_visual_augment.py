@@ -50,7 +50,7 @@ def test_the_mask_covers_the_product_and_the_light_badge_inside_it_but_not_the_s
 def test_a_scene_replaces_the_studio_background_and_the_product_stays() -> None:
     settings = PhotoSettings(
         zoom=(1.0, 1.0), shift=0.0, rotation_degrees=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
-        blur_sigma=(0.0, 0.0), noise=0.0, scene_probability=1.0,
+        blur_sigma=(0.0, 0.0), noise=0.0, scene_probability=1.0, mirror=0.0,
     )  # fmt: skip
     images = _images(4)
     photos = shopper_photos(images, np.random.default_rng(0), settings)
