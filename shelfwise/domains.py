@@ -6,8 +6,9 @@ from shelfwise.churn.domain import DOMAIN as CHURN
 from shelfwise.curation.domain import DOMAIN as CURATION
 from shelfwise.demand.domain import DOMAIN as DEMAND
 from shelfwise.domain import Domain, GlueJob, ModelPipeline
+from shelfwise.visual.domain import DOMAIN as VISUAL
 
-DOMAINS: tuple[Domain, ...] = (CURATION, CHURN, DEMAND)
+DOMAINS: tuple[Domain, ...] = (CURATION, CHURN, DEMAND, VISUAL)
 
 
 class UnknownDomainError(ValueError):

@@ -217,7 +217,7 @@ def event_sampler(events_from_end: tuple[int, ...], rate: float, horizon: int = 
     cover an event day. Events are given as days before the end of the training series, which all end together."""
     from gluonts.transform import ExpectedNumInstanceSampler
 
-    class EventWindowSampler(ExpectedNumInstanceSampler):
+    class EventWindowSampler(ExpectedNumInstanceSampler):  # type: ignore[misc]  # GluonTS is untyped
         events_from_end: tuple[int, ...]
         rate: float
 
@@ -228,10 +228,10 @@ def event_sampler(events_from_end: tuple[int, ...], rate: float, horizon: int = 
             events = events[(events >= first) & (events < last + horizon)]
             count = np.random.poisson(self.rate) if events.size else 0
             if count == 0:
-                return uniform
+                return np.asarray(uniform)
             # A forecast window starting up to `horizon - 1` days before the event day has it among its days.
             split = np.random.choice(events, count) - np.random.randint(0, horizon, count)
-            return np.concatenate([uniform, np.clip(split, first, last)])
+            return np.concatenate([np.asarray(uniform), np.clip(split, first, last)])
 
     return EventWindowSampler(num_instances=1.0, min_future=horizon, events_from_end=events_from_end, rate=rate)
 

@@ -94,7 +94,7 @@ def model_unavailable(_: Exception) -> ApiError:
 
 
 #: Errors of the visual routes and their answers (`shelfwise.api.build_resolver`).
-DOMAIN_ERRORS = (
+DOMAIN_ERRORS: tuple[tuple[type[Exception], Callable[[Exception], ApiError]], ...] = (
     *REQUEST_ERRORS,
     (UnknownSkuError, unknown_sku),
     (IndexNotFoundError, index_unavailable),

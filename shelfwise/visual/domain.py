@@ -28,8 +28,9 @@ DOMAIN = Domain(
             ),
             ApiRoute("GET", "/visual/swagger", "Swagger UI of the visual routes", query_parameters=("format",)),
         ),
-        # The query model lives beside the index's versions; the managed OpenSearch backend grants no lake access.
-        reads=(LAKE_PREFIX,),
+        # The query model lives beside the index's versions, which the search index's read grant covers; the model
+        # is not taken from the registry, so no registry access either.
+        reads=(),
         search_index=SearchIndex(INDEX_NAME, LAKE_PREFIX),
     ),
     prefixes=(LAKE_PREFIX,),

@@ -249,8 +249,9 @@ def test_granted_roles_get_http_verbs_on_the_index_paths_only(managed: Synthesiz
     assert actions(read) == {"es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost"}
     (write,) = [s for s in managed.role_statements("WriterRole") if s.get("Sid") == "SearchIndexWrite"]
     assert "es:ESHttpDelete" in actions(write)
-    # the managed domain serves from OpenSearch alone: no lake access for the search function
-    assert not [s for s in managed.role_statements("ReaderRole") if "s3:GetObject" in actions(s)]
+    # the lake holds the pointer to the live version and the query model beside it, on every backend
+    lake = [flat(s["Resource"]) for s in managed.role_statements("ReaderRole") if "s3:GetObject" in actions(s)]
+    assert lake == [f"arn:<AWS::Partition>:s3:::shelfwise-ci-lake/{PREFIX}*"]
 
 
 def test_two_or_more_nodes_spread_over_zones_and_masters_are_a_setting(tmp_path: Path) -> None:
@@ -336,7 +337,7 @@ def test_the_data_access_policy_lets_the_build_write_and_the_function_only_read(
 
 
 def test_serverless_reads_the_live_index_pointer_from_the_lake(serverless: Synthesized) -> None:
-    (read,) = [s for s in serverless.role_statements("ReaderRole") if s.get("Sid") == "SearchIndexRead"]
+    (read,) = [s for s in serverless.role_statements("ReaderRole") if s.get("Sid") == "SearchLakeRead"]
     assert flat(read["Resource"]) == f"arn:<AWS::Partition>:s3:::shelfwise-ci-lake/{PREFIX}*"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from shelfwise.bench.visual_world import VisualWorld, prepare_visual_world
 from shelfwise.local_api import LocalLambdaContext, load_lambda, proxy_event
-from shelfwise.local_aws import LocalAws
+from shelfwise.local_aws import LocalAws, local_aws
 from shelfwise.visual.domain import QUERY_PARAMETERS
 from shelfwise.visual.search_store import LakeObjects
 
@@ -39,6 +40,13 @@ queries = st.lists(
     st.tuples(st.sampled_from(QUERY_PARAMETERS) | st.text(max_size=8), query_values | st.text(max_size=12)),
     max_size=4,
 )
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[LocalAws]:
+    """A local AWS of this module's own: other modules reset moto's process-wide state when theirs stop."""
+    with local_aws() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -160,8 +160,9 @@ class VectorSearch(Construct):
             self._grant_domain(role, "Read", _READ, [self._domain_path(f"{self.index_name}*")])
         elif self.kind == "opensearch-serverless":
             self._grant_collection(role, "Read")
-        if self.kind != "opensearch":  # the embedded index's files, or Serverless's pointer to the live index
-            grant_lake(role, self.lake, read=[self.lake_prefix], list_prefixes=False, sid="SearchIndex")
+        # On every backend the lake prefix holds the pointer to the live version and the query model beside it
+        # (and, embedded, the index's files).
+        grant_lake(role, self.lake, read=[self.lake_prefix], list_prefixes=False, sid="SearchLake")
 
     def grant_write(self, role: iam.IRole) -> None:
         """Build the index: create versions, bulk-load them, move the alias (domain) or the lake pointer, drop old
@@ -173,7 +174,7 @@ class VectorSearch(Construct):
         elif self.kind == "opensearch-serverless":
             self._grant_collection(role, "Write")
         if self.kind != "opensearch":
-            grant_lake(role, self.lake, write=[self.lake_prefix], sid="SearchIndex")
+            grant_lake(role, self.lake, write=[self.lake_prefix], sid="SearchLake")
 
     # -- managed domain ----------------------------------------------------------------------------------------
     def _domain(self, log_key: kms.IKey) -> None:
