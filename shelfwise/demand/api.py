@@ -18,7 +18,6 @@ import datetime as dt
 import math
 import re
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -49,11 +48,11 @@ from shelfwise.demand.inventory import (
     newsvendor_decision,
     order_up_to_decision,
 )
+from shelfwise.demand.keys import checked_id
 from shelfwise.demand.publish import (
     AGGREGATE_ENTITY,
     ENTITY,
     LEVELS,
-    MAX_ID_CHARS,
     SORT_KEY,
     TOTAL,
     AggregateLevel,
@@ -79,22 +78,11 @@ POLICY_FIELDS: dict[Policy, tuple[str, ...]] = {
 }
 #: Control characters, invisible format characters (bidi overrides, zero widths), lone surrogates, and line and
 #: paragraph separators: no real id holds them, and they hide what an id says. Everything else is allowed.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 Decision = OrderUpToDecision | NewsvendorDecision
 
 
 # ---- checks of ids ---------------------------------------------------------------------------------------------
-
-
-def checked_id(name: str, value: str) -> str:
-    """`value` if it can be a store id, SKU or group key; ValueError naming `name` otherwise."""
-    if not 0 < len(value) <= MAX_ID_CHARS:
-        raise ValueError(f"{name} must be 1-{MAX_ID_CHARS} characters, got {len(value)}")
-    refused = next((c for c in value if unicodedata.category(c) in _REFUSED_CATEGORIES), None)
-    if refused is not None:
-        raise ValueError(f"{name} may not hold control or invisible characters (found U+{ord(refused):04X})")
-    return value
 
 
 def path_id(name: str, raw: str) -> str:

@@ -11,6 +11,7 @@ Standard library only: the Glue job, the pipeline steps, the publisher and the A
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Final, Literal, get_args
 
 #: The version of the demand features' definitions, stamped on every row, model and served forecast.
@@ -22,6 +23,19 @@ SORT_KEY: Final = "demand"
 #: The longest store id or SKU: two of them, their separators and a two-digit length fit the online store's
 #: 128-character ids.
 MAX_ID_CHARS: Final = 60
+#: Unicode categories an id may not hold: control, format (invisible), surrogate, line and paragraph separators.
+_REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def checked_id(name: str, value: str) -> str:
+    """`value` if it can be a store id, SKU, category or group key; ValueError naming `name` otherwise."""
+    if not 0 < len(value) <= MAX_ID_CHARS:
+        raise ValueError(f"{name} must be 1-{MAX_ID_CHARS} characters, got {len(value)}")
+    refused = next((c for c in value if unicodedata.category(c) in _REFUSED_CATEGORIES), None)
+    if refused is not None:
+        raise ValueError(f"{name} may not hold control or invisible characters (found U+{ord(refused):04X})")
+    return value
+
 
 AggregateLevel = Literal["region", "store", "category", "department", "total"]
 LEVELS: tuple[AggregateLevel, ...] = get_args(AggregateLevel)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import unicodedata
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Annotated, Final
@@ -39,7 +38,7 @@ from pydantic import (
 )
 
 from shelfwise.api import ApiError
-from shelfwise.demand.keys import MAX_ID_CHARS
+from shelfwise.demand.keys import checked_id
 from shelfwise.visual.images import DEFAULT_LIMITS, MEDIA_TYPES, ImageError, ImageLimits
 
 MAX_K: Final = 50
@@ -47,7 +46,6 @@ DEFAULT_K: Final = 10
 JSON_TYPE: Final = "application/json"
 #: Control characters, invisible format characters, lone surrogates and line separators: no SKU or category holds
 #: them (the demand API's rule for ids).
-_REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _BASE64_WHITESPACE: Final = str.maketrans("", "", " \t\r\n")
 _URLSAFE: Final = str.maketrans("-_", "+/")
 
@@ -69,19 +67,8 @@ class RequestError(Exception):
 # ---- the models -----------------------------------------------------------------------------------------------
 
 
-def checked_label(name: str, value: str) -> str:
-    """`value` if it can be a SKU, category or department (the demand API's rule for ids); ValueError naming
-    `name` otherwise."""
-    if not 0 < len(value) <= MAX_ID_CHARS:
-        raise ValueError(f"{name} must be 1-{MAX_ID_CHARS} characters, got {len(value)}")
-    refused = next((c for c in value if unicodedata.category(c) in _REFUSED_CATEGORIES), None)
-    if refused is not None:
-        raise ValueError(f"{name} may not hold control or invisible characters (found U+{ord(refused):04X})")
-    return value
-
-
 def _checked_label(value: str, info: ValidationInfo) -> str:
-    return checked_label(str(info.field_name), value)
+    return checked_id(str(info.field_name), value)
 
 
 Label = Annotated[str, AfterValidator(_checked_label)]
@@ -262,7 +249,7 @@ def parse_similar(sku_path_param: str, query: Mapping[str, str] | None) -> tuple
     the demand API (the world's are `SKU00042`, a retailer's may be `85123A`)."""
     try:
         sku = unquote(sku_path_param, errors="strict")
-        checked_label("sku", sku)
+        checked_id("sku", sku)
     except UnicodeDecodeError:
         raise RequestError("sku", "sku is not percent-encoded UTF-8") from None
     except ValueError as error:
