@@ -224,6 +224,8 @@ def event_sampler(events_from_end: tuple[int, ...], rate: float, horizon: int = 
         def __call__(self, ts: np.ndarray) -> np.ndarray:
             uniform = super().__call__(ts)
             first, last = self._get_bounds(ts)
+            if last < first:  # shorter than a forecast window: nothing to draw, as the uniform sampler does
+                return np.asarray(uniform)
             events = ts.shape[self.axis] - np.asarray(self.events_from_end, dtype=int)
             events = events[(events >= first) & (events < last + horizon)]
             count = np.random.poisson(self.rate) if events.size else 0

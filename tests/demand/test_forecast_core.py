@@ -139,6 +139,9 @@ def test_event_windows_put_the_event_among_their_forecast_days() -> None:
     assert covering.sum() > 500 * 2.5
     assert plain_covering.mean() < 0.15
     assert splits.max() <= length - horizon
+    # A series younger than a forecast window gets no window at all, even with an event among its days.
+    recent = event_sampler((3,), rate=3.0, horizon=horizon)
+    assert sum(recent(np.ones(horizon - 5)).size for _ in range(20)) == 0
 
 
 def test_a_perfect_forecast_scores_zero_loss_full_coverage_and_no_bias() -> None:
