@@ -66,7 +66,12 @@ def main(argv: list[str]) -> str:
     training = {
         "versions": model_store.installed_versions(),
         "covariates": list(ALL_COVARIATES),
-        "settings": {"epochs": args.epochs, "batches_per_epoch": args.batches_per_epoch, "seed": args.seed},
+        "settings": {
+            "epochs": args.epochs,
+            "batches_per_epoch": args.batches_per_epoch,
+            "seed": args.seed,
+            "event_windows": settings.event_windows,
+        },
         "windows": args.windows,
         "horizon": HORIZON,
         "history_days": {"backtest": history_days, "deepar": panel.n_days},
