@@ -1,5 +1,7 @@
 """Training step: DeepAR (GluonTS, torch) on the prepared panel, twice.
 
+Each is an ensemble of `--networks` DeepAR networks from different seeds (`shelfwise.demand.models.train_deepar`).
+
 - `backtest/`: trained on the history before the backtest's calibration window only, so that the evaluation step
   scores it on windows it never saw (as it would run in production between two trainings);
 - `deepar/`: trained on all of the history, what the batch forecast serves if DeepAR is selected.
@@ -30,6 +32,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, default=Path(channel("SM_MODEL_DIR", "/opt/ml/model")))
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batches_per_epoch", type=int, default=50)
+    parser.add_argument("--networks", type=int, default=3, help="DeepAR networks per ensemble (different seeds)")
     parser.add_argument("--windows", type=int, default=2, help="backtest windows the evaluation step scores")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(**hyperparameters_file(parser))
@@ -46,7 +49,9 @@ def main(argv: list[str]) -> str:
     from shelfwise.demand.series import load_panel
 
     panel = load_panel(args.panel)
-    settings = DeepARSettings(epochs=args.epochs, num_batches_per_epoch=args.batches_per_epoch, seed=args.seed)
+    settings = DeepARSettings(
+        epochs=args.epochs, num_batches_per_epoch=args.batches_per_epoch, seed=args.seed, networks=args.networks
+    )
     history_days = training_days(panel.n_days, args.windows)
     if history_days < 8 * 7:
         raise SystemExit(
@@ -71,6 +76,7 @@ def main(argv: list[str]) -> str:
             "batches_per_epoch": args.batches_per_epoch,
             "seed": args.seed,
             "event_windows": settings.event_windows,
+            "networks": settings.networks,
         },
         "windows": args.windows,
         "horizon": HORIZON,

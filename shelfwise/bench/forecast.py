@@ -262,7 +262,8 @@ def command(
     ] = DEFAULT_WORLD,
     windows: Annotated[int, typer.Option(help="Held-out windows of 28 days, ending with the data.")] = 2,
     sample_series: Annotated[int, typer.Option(help="Store x SKU series scored by every model.")] = 300,
-    epochs: Annotated[int, typer.Option(help="DeepAR training epochs.")] = 20,
+    epochs: Annotated[int, typer.Option(help="DeepAR training epochs (of each network).")] = 10,
+    networks: Annotated[int, typer.Option(min=1, help="DeepAR networks whose paths are pooled.")] = 3,
     seed: Annotated[int, typer.Option()] = 0,
     top_series: Annotated[
         int,
@@ -311,7 +312,10 @@ def command(
     work = settings().work_dir / "bench" / "forecast"
     work.mkdir(parents=True, exist_ok=True)
     backtest = BacktestSettings(
-        windows=windows, sample_series=sample_series, seed=seed, deepar=DeepARSettings(epochs=epochs, seed=seed)
+        windows=windows,
+        sample_series=sample_series,
+        seed=seed,
+        deepar=DeepARSettings(epochs=epochs, seed=seed, networks=networks),
     )
     with console.status("backtest") as status:
         result = run_backtest(panel, backtest, work, truth=truth, progress=status.update)
@@ -327,7 +331,13 @@ def command(
         best = min(CANDIDATES, key=lambda m: result.mean("sales", BOTTOM, m, "wql"))
         with console.status(f"{CANDIDATE_NAMES[best]} on all of the history"):
             rows = write_forecasts(
-                panel, best, DeepARSettings(epochs=epochs, seed=seed), work, forecast_out, seed, result
+                panel,
+                best,
+                DeepARSettings(epochs=epochs, seed=seed, networks=networks),
+                work,
+                forecast_out,
+                seed,
+                result,
             )
         console.print(
             f"{rows:,} rows ({CANDIDATE_NAMES[best]}, the next 28 days of every series on sale) -> {forecast_out}"

@@ -95,7 +95,8 @@ def command(
         DEFAULT_WORLD
     ),
     series: Annotated[int, typer.Option(min=1, help="Store x SKU series replayed (a fixed random sample).")] = 1000,
-    epochs: Annotated[int, typer.Option(min=1, help="DeepAR training epochs.")] = 10,
+    epochs: Annotated[int, typer.Option(min=1, help="DeepAR training epochs (of each network).")] = 10,
+    networks: Annotated[int, typer.Option(min=1, help="DeepAR networks whose paths are pooled.")] = 3,
     lead_time: Annotated[int, typer.Option(min=0, help="Days from an order to its arrival.")] = 2,
     review: Annotated[int, typer.Option(min=1, help="Days between two orders.")] = 7,
     paths: Annotated[int, typer.Option(min=20, help="Sample paths per series.")] = 200,
@@ -124,10 +125,12 @@ def command(
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(candidates, size=min(series, len(candidates)), replace=False))
     work = settings().work_dir / "bench" / "inventory"
-    with console.status(f"DeepAR ({epochs} epochs) on {len(panel.keys):,} series before the calibration window"):
+    with console.status(
+        f"DeepAR ({networks} x {epochs} epochs) on {len(panel.keys):,} series before the calibration window"
+    ):
         started = time.perf_counter()
         history = panel.head(training_days(panel.n_days, windows=1))
-        predictor, codes = train_deepar(history, DeepARSettings(epochs=epochs, seed=seed), work)
+        predictor, codes = train_deepar(history, DeepARSettings(epochs=epochs, seed=seed, networks=networks), work)
         training_s = time.perf_counter() - started
     with console.status("forecasting the calibration window and the last one"):
         before = deepar_paths(predictor, codes, panel.head(calibration).select(sample), paths, seed)

@@ -159,7 +159,7 @@ def run_backtest(
     work_dir: Path,
     truth: np.ndarray | None = None,
     progress: Callable[[str], None] = lambda _: None,
-    trained: tuple[object, models.StaticCodes] | None = None,
+    trained: tuple[models.DeepAREnsemble, models.StaticCodes] | None = None,
 ) -> BacktestResult:
     """Score the candidates on the last `settings.windows` windows of the panel.
 
@@ -295,7 +295,7 @@ def fit_spreads(errors: list[dict[str, _LevelForecast]]) -> dict[str, float]:
 def _window_paths(
     history: DemandPanel,
     sample: np.ndarray,
-    predictor: object,
+    predictor: models.DeepAREnsemble,
     codes: models.StaticCodes,
     settings: BacktestSettings,
     progress: Callable[[str], None],

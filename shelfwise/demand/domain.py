@@ -171,9 +171,12 @@ DOMAIN = Domain(
         Retention(PREDICTIONS_PREFIX, 90),
         Retention("quarantine/demand-", 180),
     ),
-    # On 2 cores the local run trains DeepAR for 4 epochs (20 in AWS) and scores the slow baselines on 100 series.
+    # On 2 cores the local run trains one DeepAR network for 4 epochs (three of 10 in AWS) and scores the slow
+    # baselines on 100 series.
     demo=DemoHooks(
-        report=demo_report, requests=demo_requests, training_params={"Epochs": "4", "BacktestSeries": "100"}
+        report=demo_report,
+        requests=demo_requests,
+        training_params={"Epochs": "4", "Networks": "1", "BacktestSeries": "100"},
     ),
     prefixes=(FEATURES, MODELS, PREDICTIONS_PREFIX, "pipelines/demand/", "quarantine/demand-"),
 )

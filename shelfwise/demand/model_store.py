@@ -3,9 +3,9 @@ versions of the libraries it was trained with.
 
     model.json       the manifest (`ModelManifest`): forecaster, versions, settings, feature-set version, spread
                      factors
-    deepar/          the DeepAR predictor trained on all of the history (GluonTS `serialize`), when one was trained
-    backtest/        the DeepAR predictor trained before the first backtest window (evaluation only)
-    static_codes.json  the integer codes of the static attributes both predictors were trained with
+    deepar/network-<n>/    the DeepAR networks trained on all of the history (GluonTS `serialize`), when trained
+    backtest/network-<n>/  the DeepAR networks trained before the first backtest window (evaluation only)
+    static_codes.json      the integer codes of the static attributes both ensembles were trained with
 
 GluonTS predictors do not load reliably across versions of gluonts, torch and pandas, so `load_manifest` refuses a
 model trained under other versions than the running ones, naming each: better a clear failure at the start of the
@@ -18,19 +18,17 @@ import json
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shelfwise.demand.calendar import ALL_COVARIATES
-from shelfwise.demand.models import StaticCodes
+from shelfwise.demand.models import DeepAREnsemble, StaticCodes
 from shelfwise.demand.pipeline import CANDIDATE_NAMES
-
-if TYPE_CHECKING:
-    from gluonts.torch.model.predictor import PyTorchPredictor
 
 MANIFEST = "model.json"
 CODES = "static_codes.json"
 FINAL_PREDICTOR = "deepar"
 BACKTEST_PREDICTOR = "backtest"
+NETWORK = "network"
 #: The libraries whose versions a serialized GluonTS predictor depends on.
 PINNED_LIBRARIES: tuple[str, ...] = ("gluonts", "torch", "pandas")
 #: The forecasters a model can serve.
@@ -122,17 +120,23 @@ def check_covariates(recorded: list[str]) -> None:
     )
 
 
-def save_predictor(model_dir: Path, name: str, predictor: PyTorchPredictor, codes: StaticCodes) -> None:
-    target = model_dir / name
-    target.mkdir(parents=True, exist_ok=True)
-    predictor.serialize(target)
+def save_predictor(model_dir: Path, name: str, predictor: DeepAREnsemble, codes: StaticCodes) -> None:
+    for number, member in enumerate(predictor.members):
+        target = model_dir / name / f"{NETWORK}-{number}"
+        target.mkdir(parents=True, exist_ok=True)
+        member.serialize(target)
     (model_dir / CODES).write_text(json.dumps(codes.values, sort_keys=True), encoding="utf-8")
 
 
-def load_predictor(model_dir: Path, name: str) -> tuple[PyTorchPredictor, StaticCodes]:
-    """A predictor and the static codes it was trained with; call `load_manifest` first (it checks versions)."""
+def load_predictor(model_dir: Path, name: str) -> tuple[DeepAREnsemble, StaticCodes]:
+    """An ensemble and the static codes it was trained with; call `load_manifest` first (it checks versions)."""
     from gluonts.model.predictor import Predictor
 
+    folders = sorted((model_dir / name).glob(f"{NETWORK}-*"), key=lambda f: int(f.name.rsplit("-", 1)[1]))
+    if not folders:
+        raise FileNotFoundError(
+            f"{model_dir / name} holds no {NETWORK}-<n> folders: a model from before DeepAR ensembles; train it again"
+        )
     codes = json.loads((model_dir / CODES).read_text(encoding="utf-8"))
-    predictor = Predictor.deserialize(model_dir / name)
-    return predictor, StaticCodes({k: tuple(v) for k, v in codes.items()})
+    members = tuple(Predictor.deserialize(folder) for folder in folders)
+    return DeepAREnsemble(members), StaticCodes({k: tuple(v) for k, v in codes.items()})

@@ -40,7 +40,7 @@ REGISTER, FAIL, FORECAST = "RegisterDemandModel", "DemandModelRejected", "BatchF
 MIN_IMPROVEMENT, APPROVAL = "MinImprovementOverSeasonalNaive", "ModelApprovalStatus"
 DAILY_FEATURES, STATIC_FEATURES, WHEELHOUSE = "DailyFeaturesUri", "StaticFeaturesUri", "WheelhouseUri"
 REGIONAL_HOLIDAYS = "RegionalHolidaysUri"
-EPOCHS, CANDIDATES, BACKTEST_SERIES = "Epochs", "Candidates", "BacktestSeries"
+EPOCHS, NETWORKS, CANDIDATES, BACKTEST_SERIES = "Epochs", "Networks", "Candidates", "BacktestSeries"
 #: Every forecaster the evaluation may select (`shelfwise.demand.backtest` scores them), and how tables name it.
 CANDIDATE_NAMES: dict[str, str] = {
     "deepar": "DeepAR",
@@ -115,7 +115,7 @@ def _train_step(cfg: PipelineConfig) -> TrainingStep:
             Input("panel", StepOutput(PREPARE, "panel"), "/opt/ml/input/data/panel"),
             Input("wheels", ParamRef(WHEELHOUSE), "/opt/ml/input/data/wheels", optional=True),
         ),
-        hyperparameters={"seed": "0", "epochs": ParamRef(EPOCHS)},
+        hyperparameters={"seed": "0", "epochs": ParamRef(EPOCHS), "networks": ParamRef(NETWORKS)},
         output_path=S3Uri((cfg.bucket, "models", "demand")),
     )
 
@@ -203,7 +203,9 @@ def training_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
         parameters=(
             Parameter(MIN_IMPROVEMENT, 0.10),
             Parameter(APPROVAL, "PendingManualApproval"),
-            Parameter(EPOCHS, "20"),
+            # Epochs of each of the DeepAR networks whose paths are pooled (`shelfwise.demand.models.train_deepar`).
+            Parameter(EPOCHS, "10"),
+            Parameter(NETWORKS, "3"),
             # Which forecasters may be selected (every one is scored); and how many store x SKU series the slow
             # baselines forecast in each window (the sums use every series).
             Parameter(CANDIDATES, ALL_CANDIDATES),

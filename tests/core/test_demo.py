@@ -36,7 +36,7 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
 
     # The small world's test cutoff is too small for the gate's interval to clear zero, and a DeepAR of one epoch
     # need not beat seasonal naive; the gates have their own tests.
-    quick_demand = {"Epochs": "1", "BacktestSeries": "20", "MinImprovementOverSeasonalNaive": -1.0}
+    quick_demand = {"Epochs": "1", "Networks": "1", "BacktestSeries": "20", "MinImprovementOverSeasonalNaive": -1.0}
     options = DemoOptions(
         scale="small",
         seed=11,

@@ -232,21 +232,42 @@ def test_a_served_record_drives_an_inventory_decision() -> None:
 
 
 @pytest.mark.slow
-def test_deepar_trains_on_series_with_censored_days_and_forecasts_counts(tmp_path) -> None:
+def test_deepar_ensemble_trains_on_censored_days_pools_paths_and_survives_a_round_trip(tmp_path) -> None:
+    from shelfwise.demand import model_store
     from shelfwise.demand.models import DeepARSettings, deepar_paths, train_deepar
 
     rng = np.random.default_rng(0)
     units = [rng.poisson(3 + 2 * np.sin(np.arange(150) * 2 * np.pi / 7) + 2).tolist() for _ in range(4)]
     daily, static = _frames(units, censored=[(0, d) for d in range(100, 110)])
     panel = build_panel(daily, static)
-    settings = DeepARSettings(context_length=14, hidden_size=8, epochs=1, num_batches_per_epoch=5, batch_size=8)
-    predictor, codes = train_deepar(panel, settings, tmp_path)
-    paths = deepar_paths(predictor, codes, panel, n_paths=20)
-    assert paths.shape == (4, 20, 28)
+    settings = DeepARSettings(
+        context_length=14, hidden_size=8, epochs=1, num_batches_per_epoch=5, batch_size=8, networks=2
+    )
+    predictor, codes = train_deepar(panel, settings, tmp_path / "work")
+    assert len(predictor.members) == 2
+    # Different seeds: different networks, not one network twice.
+    first, second = (dict(m.prediction_net.named_parameters()) for m in predictor.members)
+    assert any(not np.allclose(first[k].detach(), second[k].detach()) for k in first)
+    paths = deepar_paths(predictor, codes, panel, n_paths=21)  # shared 11 + 10
+    assert paths.shape == (4, 21, 28)
     assert np.isfinite(paths).all()
     assert paths.min() >= 0
     # Negative binomial samples are whole units.
     assert (paths == np.round(paths)).all()
+
+    model_store.save_predictor(tmp_path / "model", model_store.FINAL_PREDICTOR, predictor, codes)
+    loaded, loaded_codes = model_store.load_predictor(tmp_path / "model", model_store.FINAL_PREDICTOR)
+    assert len(loaded.members) == 2 and loaded_codes == codes
+    np.testing.assert_array_equal(deepar_paths(loaded, loaded_codes, panel, n_paths=21), paths)
+
+
+def test_a_model_folder_without_ensemble_members_is_refused_by_name(tmp_path) -> None:
+    from shelfwise.demand import model_store
+
+    (tmp_path / model_store.FINAL_PREDICTOR).mkdir()  # the layout of one network, before ensembles
+    (tmp_path / model_store.CODES).write_text("{}")
+    with pytest.raises(FileNotFoundError, match="network-<n>.*train it again"):
+        model_store.load_predictor(tmp_path, model_store.FINAL_PREDICTOR)
 
 
 @pytest.mark.slow
@@ -263,7 +284,9 @@ def test_backtest_scores_every_candidate_at_every_level_of_the_last_windows(tmp_
         windows=2,
         n_paths=30,
         sample_series=3,
-        deepar=DeepARSettings(context_length=14, hidden_size=8, epochs=1, num_batches_per_epoch=3, batch_size=8),
+        deepar=DeepARSettings(
+            context_length=14, hidden_size=8, epochs=1, num_batches_per_epoch=3, batch_size=8, networks=1
+        ),
     )
     result = run_backtest(panel, settings, tmp_path, truth=panel.units)
     end = dt.date(2024, 1, 1) + dt.timedelta(days=200)

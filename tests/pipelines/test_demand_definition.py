@@ -97,10 +97,11 @@ def test_training_trains_evaluates_and_registers_the_packaged_selection_past_the
     assert found["DemandModelRejected"]["Type"] == "Fail"
 
 
-def test_epochs_are_a_parameter_of_the_training_job(training: dict[str, Any]) -> None:
+def test_epochs_and_networks_are_parameters_of_the_training_job(training: dict[str, Any]) -> None:
     hyperparameters = steps(training)["TrainDemandModel"]["Arguments"]["HyperParameters"]
     assert hyperparameters["epochs"] == {"Get": "Parameters.Epochs"}
-    assert parameters(training)["Epochs"] == "20"
+    assert hyperparameters["networks"] == {"Get": "Parameters.Networks"}
+    assert (parameters(training)["Epochs"], parameters(training)["Networks"]) == ("10", "3")
 
 
 def test_both_pipelines_take_the_days_partitions_and_scoring_the_approved_model(
