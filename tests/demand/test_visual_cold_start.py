@@ -207,3 +207,43 @@ def test_bad_embeddings_are_named() -> None:
     assert np.allclose(unit.vectors, [[0.6, 0.8]])
     with pytest.raises(ValueError, match="k must be"):
         NeighbourSettings(k=0)
+
+
+def test_the_cold_start_bench_scores_every_embeddings_neighbours_beside_both_baselines() -> None:
+    from rich.console import Console
+
+    from shelfwise.bench.cold_start import (
+        LEARNED,
+        PIXELS,
+        ColdStartBench,
+        fits_table,
+        held_out_skus,
+        key_line,
+        method,
+        run_cold_start_bench,
+    )
+    from shelfwise.demand.cold_start_backtest import ALL, ATTRIBUTE_MODEL, CATEGORY_AVERAGE
+
+    skus, vectors = catalogue(looks_matter=True, seed=2, per_category=40)
+    for k, day in enumerate((DAYS - 50, DAYS - 40, DAYS - 20, DAYS - 10)):
+        skus, vectors = launch(skus, vectors, f"new{k}", like=f"{'ab'[k % 2]}{3 * k:02d}", day=day)
+    panel, _ = panel_of(skus, seed=3)
+    held_out = held_out_skus(panel, DAYS - 56)
+    assert held_out == {"new0", "new1", "new2", "new3"}
+    rng = np.random.default_rng(0)
+    emb = {LEARNED: embeddings(skus, vectors), PIXELS: embeddings(skus, rng.normal(size=vectors.shape))}
+    categories = dict(zip(skus["sku"], skus["category"], strict=True))
+    result, fits = run_cold_start_bench(panel, None, emb, held_out, categories, windows=2, n_paths=40)
+    scores = result.scores["sales"][ALL]
+    assert set(scores) == {ATTRIBUTE_MODEL, CATEGORY_AVERAGE} | {method(e, z) for e in emb for z in (False, True)}
+    assert result.skus[ALL] == 4
+    assert len(fits[LEARNED].credibility) == 2  # one fit a window
+    assert fits[LEARNED].category_precision_at_1 == 1.0  # the launches' twins are of their category
+    assert np.mean(fits[LEARNED].credibility) > np.mean(fits[PIXELS].credibility)  # random vectors say nothing
+    assert scores[method(LEARNED)].wql < scores[ATTRIBUTE_MODEL].wql
+    console = Console(record=True, width=200)
+    bench = ColdStartBench(result, fits, len(held_out), len(skus) - 4, 1, 0.0)
+    console.print(fits_table(bench))
+    line = key_line(bench)
+    assert line.startswith("cold-start: ")
+    assert f"visual neighbours {scores[method(LEARNED)].wql:.3f}" in line
