@@ -100,8 +100,6 @@ class VisualNeighbourPredictor:
     attributes: AttributePredictor
     settings: NeighbourSettings
     embeddings: Embeddings
-    categories: dict[str, str]
-    """Every SKU of the history's category (for new SKUs given without one, and for tests)."""
     established: Established
     credibility: float
     """Z: how far the neighbours' mean moves a prior from 1."""
@@ -154,17 +152,14 @@ class VisualNeighbourEstimator:
         history = _before(panel, as_of)
         attributes = AttributeEstimator(self.settings.attribute).train(history)
         established, ratio, expected = _established(history, attributes, embeddings)
-        categories = dict(zip(history.keys["sku"].astype(str), history.keys["category"].astype(str), strict=True))
         predictor = VisualNeighbourPredictor(
-            attributes, self.settings, embeddings, categories, established, 1.0, np.nan, attributes.sku_shape
+            attributes, self.settings, embeddings, established, 1.0, np.nan, attributes.sku_shape
         )
         own = np.array(
             [predictor.neighbour_mean(s, c) for s, c in zip(established.skus, established.category, strict=True)]
         )
         credibility, slope, shape = _fit_prior(own, established.multiplier, ratio, expected, self.settings, attributes)
-        return VisualNeighbourPredictor(
-            attributes, self.settings, embeddings, categories, established, credibility, slope, shape
-        )
+        return VisualNeighbourPredictor(attributes, self.settings, embeddings, established, credibility, slope, shape)
 
 
 def visual_cold_start_paths(
