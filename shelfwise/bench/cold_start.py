@@ -35,13 +35,13 @@ if TYPE_CHECKING:
 
 LEARNED = "learned"
 PIXELS = "pixels"
-HISTOGRAM = "RGB histogram"
+HISTOGRAM = "histogram"
 FULL_TRUST = "Z=1"
 
 
 def method(embedding: str, full_trust: bool = False) -> str:
     """The name a visual neighbour forecast is scored under."""
-    return f"neighbours: {embedding}" + (f", {FULL_TRUST}" if full_trust else "")
+    return f"visual {embedding}" + (f" {FULL_TRUST}" if full_trust else "")
 
 
 @dataclass(frozen=True)
