@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from shelfwise.bench import churn, forecast, glue, inventory, knn, launches, serving, visual, world
+from shelfwise.bench import churn, cold_start, forecast, glue, inventory, knn, launches, serving, visual, world
 
 app = typer.Typer(no_args_is_help=True)
 app.command("world")(world.command)
@@ -15,6 +15,7 @@ app.command("churn")(churn.command)
 app.command("forecast")(forecast.command)
 app.command("inventory")(inventory.command)
 app.command("launches")(launches.command)
+app.command("cold-start")(cold_start.command)
 app.command("knn")(knn.command)
 app.command("visual")(visual.command)
 app.add_typer(serving.app, name="serving", help="Latency of the API handlers against the raw model.")

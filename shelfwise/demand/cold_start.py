@@ -58,6 +58,21 @@ class ColdStartSettings:
 
 
 @dataclass(frozen=True)
+class SkuPrior:
+    """Per series: a gamma prior of its SKU multiplier from something the attributes do not hold (what look-alike
+    SKUs sold, `shelfwise.demand.visual_cold_start`), in place of the established SKUs' spread about 1."""
+
+    mean: np.ndarray
+    shape: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.mean.shape != self.shape.shape or self.mean.ndim != 1:
+            raise ValueError(f"prior mean {self.mean.shape} and shape {self.shape.shape} must be equal 1-D arrays")
+        if not ((self.mean > 0).all() and (self.shape > 0).all()):
+            raise ValueError("prior means and shapes must be positive")
+
+
+@dataclass(frozen=True)
 class AttributePredictor:
     """The fitted model: tables keyed by joined attributes, with fallbacks to coarser groups where a key lacks."""
 
@@ -123,31 +138,42 @@ class AttributePredictor:
         mean = self.level(panel.keys)[:, None] * self.weekday(panel.keys)[:, weekday] * self.launch_factor(age)
         return np.where(day[None, :] >= panel.start_index[:, None], mean, 0.0)
 
-    def multipliers(self, panel: DemandPanel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def multipliers(
+        self, panel: DemandPanel, prior: SkuPrior | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Gamma posteriors (shape, rate) of each series' SKU multiplier and series multiplier, from what the SKU
         sold at every location of the history the model was fitted on (so `panel` should end where that history
-        does; a SKU it lacks reads `panel`'s series) and what the series sold."""
+        does; a SKU it lacks reads `panel`'s series) and what the series sold; about `prior` when given, else about
+        the established SKUs' (mean 1)."""
         units, expected = _evidence(self, panel)
         skus = pd.Index(panel.keys["sku"].astype(str))
         given = pd.DataFrame({"units": units, "expected": expected}, index=skus).groupby(level=0).sum()
         pooled = self.sku_evidence.reindex(skus).fillna(given.reindex(skus))
-        sku_shape = self.sku_shape + pooled["units"].to_numpy(dtype=float)
-        sku_rate = self.sku_shape + pooled["expected"].to_numpy(dtype=float)
+        shape, mean = (self.sku_shape, 1.0) if prior is None else (prior.shape, prior.mean)
+        sku_shape = shape + pooled["units"].to_numpy(dtype=float)
+        sku_rate = shape / mean + pooled["expected"].to_numpy(dtype=float)
         series_shape = self.series_shape + units
         series_rate = self.series_shape + expected * sku_shape / sku_rate
         return sku_shape, sku_rate, series_shape, series_rate
 
-    def mean(self, panel: DemandPanel, horizon: int = HORIZON) -> np.ndarray:
+    def mean(self, panel: DemandPanel, horizon: int = HORIZON, prior: SkuPrior | None = None) -> np.ndarray:
         """(series, horizon) mean daily units of the days after the panel's end."""
-        sku_shape, sku_rate, series_shape, series_rate = self.multipliers(panel)
+        sku_shape, sku_rate, series_shape, series_rate = self.multipliers(panel, prior)
         factor = sku_shape / sku_rate * series_shape / series_rate
         return np.asarray(self.expected(panel, panel.n_days, horizon) * factor[:, None])
 
-    def predict(self, panel: DemandPanel, horizon: int = HORIZON, n_paths: int = 200, seed: int = 0) -> np.ndarray:
+    def predict(
+        self,
+        panel: DemandPanel,
+        horizon: int = HORIZON,
+        n_paths: int = 200,
+        seed: int = 0,
+        prior: SkuPrior | None = None,
+    ) -> np.ndarray:
         """(series, paths, horizon) float32 sample paths of daily units after the panel's end: whole numbers >= 0."""
         rng = np.random.default_rng(seed)
         base = self.expected(panel, panel.n_days, horizon)
-        sku_shape, sku_rate, series_shape, series_rate = self.multipliers(panel)
+        sku_shape, sku_rate, series_shape, series_rate = self.multipliers(panel, prior)
         size = (len(base), n_paths)
         multiplier = rng.gamma(sku_shape[:, None], 1.0 / sku_rate[:, None], size=size) * rng.gamma(
             series_shape[:, None], 1.0 / series_rate[:, None], size=size
