@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from shelfwise.bench import churn, forecast, glue, inventory, knn, launches, serving, visual, world
+from shelfwise.bench import churn, forecast, glue, inventory, knn, launches, serving, serving_visual, visual, world
 
 app = typer.Typer(no_args_is_help=True)
 app.command("world")(world.command)
@@ -17,5 +17,6 @@ app.command("inventory")(inventory.command)
 app.command("launches")(launches.command)
 app.command("knn")(knn.command)
 app.command("visual")(visual.command)
+serving.app.command("visual")(serving_visual.command)
 app.add_typer(serving.app, name="serving", help="Latency of the API handlers against the raw model.")
 app.add_typer(glue.app, name="glue", help="Throughput of Glue jobs on local Spark.")
