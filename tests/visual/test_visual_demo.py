@@ -26,6 +26,7 @@ from shelfwise.visual.demo import (
     PAD,
     TOP,
     FashionDemo,
+    catalogue_image,
     demo_products,
     demo_report,
     demo_requests,
@@ -165,3 +166,21 @@ def test_the_requests_answer_as_the_report_shows_and_fail_where_they_should(
     assert answers[4][1]["error"]["field"] == "sku"
     assert answers[5][1]["error"]["field"] == "image"
     assert answers[6][1]["error"]["field"] == "k"
+
+
+def test_a_product_image_is_found_where_ingest_or_the_world_folder_keeps_it(
+    served: tuple[Lake, VisualWorld], tmp_path: Path
+) -> None:
+    """A world's products table names `images/<sku>.png` inside the world folder; ingest copies it to
+    raw/product_images/."""
+    lake, world = served
+    ingested, local = world.skus[:2]
+    lake.put_bytes(f"raw/product_images/{ingested}.png", world.pngs[ingested], "image/png")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / f"{local}.png").write_bytes(world.pngs[local])
+    for sku in (ingested, local):
+        with Image.open(io.BytesIO(world.pngs[sku])) as image:
+            expected = np.asarray(image.convert("RGB"))
+        assert np.array_equal(catalogue_image(lake, tmp_path, f"images/{sku}.png"), expected)
+    with pytest.raises(FileNotFoundError, match=r"images/NO-SUCH\.png"):
+        catalogue_image(lake, tmp_path, "images/NO-SUCH.png")
