@@ -31,8 +31,11 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from shelfwise.visual.catalogue import Catalogue
+    from shelfwise.visual.faiss_index import FaissIndex
+    from shelfwise.visual.index import Catalogue as IndexCatalogue
     from shelfwise.visual.index import Hit
     from shelfwise.visual.index_store import BlobStore
+    from shelfwise.visual.query_embedder import QueryEmbedder
 
 UInt8Array = npt.NDArray[np.uint8]
 #: Answers shown per search.
@@ -82,8 +85,8 @@ class Served:
     """The version the lake serves, loaded as the API loads it, and its products' attributes in index order."""
 
     version: str
-    index: Any  # FaissIndex
-    embedder: Any  # QueryEmbedder
+    index: FaissIndex
+    embedder: QueryEmbedder
     attributes: dict[str, list[Any]]
 
     def category(self, sku: str) -> str:
@@ -237,11 +240,12 @@ def fashion_search(settings: FashionDemo) -> FashionResult:
         tuple(catalogue.images[rows[hit.sku]] for hit in hits),
     )
     learned = similar_product_scores(vectors, codes, split.test).precision_at_1
-    pixels = similar_product_scores(raw_pixels(catalogue.images), codes, split.test).precision_at_1
+    side = catalogue.images.shape[1]
+    pixels = similar_product_scores(raw_pixels(catalogue.images, side), codes, split.test).precision_at_1
     return FashionResult(search, train_seconds, len(split.train), learned, pixels)
 
 
-def _fashion_index_catalogue(catalogue: Catalogue, vectors: npt.NDArray[np.float32]) -> Any:
+def _fashion_index_catalogue(catalogue: Catalogue, vectors: npt.NDArray[np.float32]) -> IndexCatalogue:
     """The index's columns for Fashion-MNIST, which has no prices, stock or brands."""
     from shelfwise.visual.index import make_catalogue
 
@@ -325,7 +329,7 @@ def demo_report(
     notes = [
         f"Served version {served.version} ({len(served.attributes['sku']):,} products, {served.index.dimension} "
         f"dimensions): look-alikes from the stored vector, the photo embedded by the served ONNX model; the "
-        f"photographed product is {found}. Scores are 1 + cosine similarity.",
+        f"photographed product is {found}. Higher scores are closer: 1 + cosine for a non-negative cosine.",
     ]
     metrics = _evaluation_figures(evaluation)
     if metrics:
@@ -344,7 +348,7 @@ def demo_report(
     picture = contact_sheet(searches, lake.cfg.work_dir / "reports" / "visual.png")
     notes.append(f"Contact sheet (query, then the top {TOP}; green frame: the query's category): {picture}")
     return DemoReport(
-        title=f"Visual search: three queries and their top {TOP} (SKU, category, score)",
+        title=f"Visual search: each query and its top {TOP} (SKU, category, score)",
         columns=("search", "query", *(f"#{rank}" for rank in range(1, TOP + 1))),
         rows=tuple(search_row(search) for search in searches),
         notes=tuple(notes),
