@@ -311,6 +311,13 @@ elif MODE == "demand":  # ready once a first request is answered (the client and
     answer = app.handler(json.loads(PAYLOAD), context)
     if answer["statusCode"] != 200:
         sys.exit(f"the first request was answered {answer['statusCode']}: {answer['body']}")
+elif MODE == "onnx":  # the visual floor: the model and index libraries, the same files from disk, one query
+    import faiss, numpy, onnxruntime
+    imported = time.perf_counter()
+    session = onnxruntime.InferenceSession(TARGET + "/model.onnx", providers=["CPUExecutionProvider"])
+    index = faiss.read_index(TARGET + "/index.faiss")
+    (image,) = session.get_inputs()
+    index.search(session.run(None, {image.name: numpy.zeros([1, *image.shape[1:]], numpy.float32)})[0], 10)
 elif MODE == "dynamodb":  # the demand floor: the bundle's libraries and one GetItem of the same item, no handler
     import boto3, numpy, pydantic
     imported = time.perf_counter()
@@ -336,8 +343,9 @@ def cold_start(
 
     `mode` "churn" imports the churn handler from `target` (its folder) and loads the registered model; "xgboost"
     imports xgboost alone and loads `target` (a model.json); "demand" imports the demand handler from `target` and
-    answers the API Gateway event `payload` (JSON); "dynamodb" imports boto3, numpy and pydantic and makes the
-    GetItem request `payload`.
+    answers the API Gateway event `payload` (JSON), which serves any handler's first request (the visual one's too);
+    "dynamodb" imports boto3, numpy and pydantic and makes the GetItem request `payload`; "onnx" imports
+    onnxruntime and faiss, loads `target`/model.onnx and `target`/index.faiss and embeds and searches once.
     """
     runs = []
     for _ in range(repetitions):

@@ -87,8 +87,9 @@ def png_bytes(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def onnx_model(images: np.ndarray, categories: list[str], dim: int, epochs: int, seed: int) -> bytes:
-    """An embedding model trained `epochs` epochs on the pictures, exported to ONNX."""
+def onnx_model(images: np.ndarray, categories: list[str], dim: int, epochs: int, seed: int, width: int = 8) -> bytes:
+    """An embedding model of `width` (`EmbeddingSettings.width`) trained `epochs` epochs on the pictures, exported to
+    ONNX."""
     from shelfwise.visual.catalogue import Catalogue
     from shelfwise.visual.embedding import EmbeddingSettings, export_onnx
 
@@ -96,22 +97,30 @@ def onnx_model(images: np.ndarray, categories: list[str], dim: int, epochs: int,
     catalogue = Catalogue(
         images, tuple(f"S{i}" for i in range(n)), tuple(categories), tuple(categories), tuple({} for _ in range(n))
     )
-    settings = EmbeddingSettings(image_size=images.shape[1], dim=dim, width=8, epochs=epochs, batch_size=32, seed=seed)
+    settings = EmbeddingSettings(
+        image_size=images.shape[1], dim=dim, width=width, epochs=epochs, batch_size=32, seed=seed
+    )
     model = settings.train(catalogue)
     with tempfile.TemporaryDirectory() as tmp:
         return export_onnx(model, Path(tmp) / "model.onnx").read_bytes()
 
 
 @functools.cache
-def world_model(products: int, size: int, dim: int, epochs: int, seed: int) -> bytes:
+def world_model(products: int, size: int, dim: int, epochs: int, seed: int, width: int = 8) -> bytes:
     """The ONNX model of the catalogue these arguments draw; trained once per process (training is deterministic
     on CPU for a seed, and the API tests of several modules share it)."""
     _, images, rows = catalogue_images(products, size, seed)
-    return onnx_model(images, [row["category"] for row in rows], dim, epochs, seed)
+    return onnx_model(images, [row["category"] for row in rows], dim, epochs, seed, width)
 
 
 def prepare_visual_world(
-    store: BlobStore, products: int = 40, size: int = 64, dim: int = 32, epochs: int = 1, seed: int = 3
+    store: BlobStore,
+    products: int = 40,
+    size: int = 64,
+    dim: int = 32,
+    epochs: int = 1,
+    seed: int = 3,
+    width: int = 8,
 ) -> VisualWorld:
     """Draw, train, export, embed every product's PNG through the query path, build the index and store it all."""
     from shelfwise.visual.faiss_index import FaissIndex
@@ -121,7 +130,7 @@ def prepare_visual_world(
     from shelfwise.visual.search_store import store_search_version
 
     skus, images, rows = catalogue_images(products, size, seed)
-    model = world_model(products, size, dim, epochs, seed)
+    model = world_model(products, size, dim, epochs, seed, width)
     embedder = QueryEmbedder.from_bytes(model)
     pngs = {sku: png_bytes(image) for sku, image in zip(skus, images, strict=True)}
     vectors = [

@@ -7,7 +7,19 @@ from __future__ import annotations
 
 import typer
 
-from shelfwise.bench import churn, cold_start, forecast, glue, inventory, knn, launches, serving, visual, world
+from shelfwise.bench import (
+    churn,
+    cold_start,
+    forecast,
+    glue,
+    inventory,
+    knn,
+    launches,
+    serving,
+    serving_visual,
+    visual,
+    world,
+)
 
 app = typer.Typer(no_args_is_help=True)
 app.command("world")(world.command)
@@ -18,5 +30,6 @@ app.command("launches")(launches.command)
 app.command("cold-start")(cold_start.command)
 app.command("knn")(knn.command)
 app.command("visual")(visual.command)
+serving.app.command("visual")(serving_visual.command)
 app.add_typer(serving.app, name="serving", help="Latency of the API handlers against the raw model.")
 app.add_typer(glue.app, name="glue", help="Throughput of Glue jobs on local Spark.")

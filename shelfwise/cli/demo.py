@@ -134,6 +134,9 @@ def _print_requests(exchanges: list[Any]) -> None:
 def _summarise(body: dict[str, Any]) -> str:
     if "error" in body:
         return json.dumps(body["error"])
+    if "results" in body:  # a visual search: the products found, closest first
+        found = ", ".join(f"{r['sku']} ({r['category']}) {r['score']:.3f}" for r in body["results"])
+        return f"{found}\nmodel {body.get('model_version', '?')}"
     if "probability" not in body:
         return json.dumps(body)[:200]
     head = f"probability {body['probability']:.3f} [{body.get('risk_band', '?')}]"
