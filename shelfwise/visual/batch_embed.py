@@ -1,0 +1,94 @@
+"""The index build's core: every catalogue image embedded the way the API embeds a query, and the index's catalogue
+(vectors and attributes) from the products table.
+
+A catalogue image goes through exactly the query path (PNG bytes -> `decode_image` -> `to_model_input` ->
+`QueryEmbedder`), so a shopper uploading the catalogue's own image of a product finds it first, and the stored vector
+of a SKU is what the served model gives for its image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shelfwise.visual.index import Catalogue, FloatArray, make_catalogue
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shelfwise.visual.query_embedder import QueryEmbedder
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The SKUs whose image embedded, their (n, dim) vectors in the same order, and (sku, reason) of the others."""
+
+    skus: tuple[str, ...]
+    vectors: FloatArray
+    rejected: tuple[dict[str, str], ...]
+
+
+def embed_products(embedder: QueryEmbedder, products: pd.DataFrame, images: Mapping[str, bytes]) -> Embedded:
+    """Embed the image of every product (`images`: file name -> bytes, the file name of its `image_key`), in SKU
+    order; a product without an image, or whose image does not decode, is rejected with the reason."""
+    from shelfwise.visual.images import ImageError, ImageLimits, decode_image, to_model_input
+
+    # The catalogue's own images: the API's size floor is for shoppers' uploads (Fashion-MNIST's are 28 px).
+    limits = ImageLimits(min_side=16)
+    skus: list[str] = []
+    vectors: list[FloatArray] = []
+    rejected: list[dict[str, str]] = []
+    for row in products.sort_values("sku", kind="stable").itertuples(index=False):
+        sku = str(row.sku)
+        key = row.image_key if isinstance(row.image_key, str) and row.image_key else None
+        data = images.get(Path(key).name) if key else None
+        if key is None or data is None:
+            rejected.append({"sku": sku, "reason": "no image" if key is None else f"image {key} not found"})
+            continue
+        try:
+            pixels = to_model_input(decode_image(data, "image/png", limits), embedder.image_size)
+        except ImageError as error:
+            rejected.append({"sku": sku, "reason": f"image {key} does not decode: {error}"})
+            continue
+        skus.append(sku)
+        vectors.append(embedder.embed(pixels))
+    stacked = np.stack(vectors) if vectors else np.zeros((0, embedder.dimension), dtype=np.float32)
+    return Embedded(tuple(skus), stacked.astype(np.float32), tuple(rejected))
+
+
+def index_catalogue(products: pd.DataFrame, embedded: Embedded, image_prefix: str) -> Catalogue:
+    """The index's catalogue: the embedded SKUs' vectors and attributes (`shelfwise.visual.index.COLUMNS`) from their
+    products rows; `image_key` is the image's lake key under `image_prefix`. Stock is not read here: every product
+    counts as in stock."""
+    rows = {str(row["sku"]): row for row in products.to_dict("records")}
+    columns: dict[str, list[Any]] = {}
+    for sku in embedded.skus:
+        row = rows[sku]
+        extra = _attributes(row.get("attributes"))
+        values = {
+            "sku": sku,
+            "category": str(row["category"]),
+            "department": str(row["department"]),
+            "price": float(row["base_price"]),
+            "in_stock": True,
+            "image_key": image_prefix + Path(str(row["image_key"])).name,
+            "brand": str(row.get("brand") or ""),
+            "colour": extra.get("color", extra.get("colour", "")),
+            "pattern": extra.get("pattern", ""),
+        }
+        for name, value in values.items():
+            columns.setdefault(name, []).append(value)
+    return make_catalogue(embedded.vectors, columns)
+
+
+def _attributes(value: object) -> dict[str, str]:
+    """A product's attributes as pandas reads them back: a map as (key, value) pairs, a struct as a dict, or none."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return {str(k): str(v) for k, v in value}
+    return {}
