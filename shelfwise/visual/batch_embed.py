@@ -35,27 +35,20 @@ class Embedded:
 def embed_products(embedder: QueryEmbedder, products: pd.DataFrame, images: Mapping[str, bytes]) -> Embedded:
     """Embed the image of every product (`images`: file name -> bytes, the file name of its `image_key`), in SKU
     order; a product without an image, or whose image does not decode, is rejected with the reason."""
-    from shelfwise.visual.images import ImageError, ImageLimits, decode_image, to_model_input
+    from shelfwise.visual.images import to_model_input
+    from shelfwise.visual.training_data import decode_catalogue_image, product_image
 
-    # The catalogue's own images: the API's size floor is for shoppers' uploads (Fashion-MNIST's are 28 px).
-    limits = ImageLimits(min_side=16)
     skus: list[str] = []
     vectors: list[FloatArray] = []
     rejected: list[dict[str, str]] = []
     for row in products.sort_values("sku", kind="stable").itertuples(index=False):
-        sku = str(row.sku)
-        key = row.image_key if isinstance(row.image_key, str) and row.image_key else None
-        data = images.get(Path(key).name) if key else None
-        if key is None or data is None:
-            rejected.append({"sku": sku, "reason": "no image" if key is None else f"image {key} not found"})
+        found = product_image(row.image_key, images)
+        image = found if isinstance(found, str) else decode_catalogue_image(*found)
+        if isinstance(image, str):
+            rejected.append({"sku": str(row.sku), "reason": image})
             continue
-        try:
-            pixels = to_model_input(decode_image(data, "image/png", limits), embedder.image_size)
-        except ImageError as error:
-            rejected.append({"sku": sku, "reason": f"image {key} does not decode: {error}"})
-            continue
-        skus.append(sku)
-        vectors.append(embedder.embed(pixels))
+        skus.append(str(row.sku))
+        vectors.append(embedder.embed(to_model_input(image, embedder.image_size)))
     stacked = np.stack(vectors) if vectors else np.zeros((0, embedder.dimension), dtype=np.float32)
     return Embedded(tuple(skus), stacked.astype(np.float32), tuple(rejected))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from shelfwise.visual.catalogue import Catalogue, CatalogueError, SkuSplit, spli
 
 if TYPE_CHECKING:
     import pandas as pd
+    from PIL import Image
 
 CATALOGUE_FILE = "catalogue.npz"
 SPLIT_FILE = "split.json"
@@ -84,17 +86,32 @@ class SplitManifest:
         return cls(tuple(data["train"]), tuple(data["held_out"]), int(data["seed"]), float(data["test_fraction"]))
 
 
-def catalogue_from_products(products: pd.DataFrame, images: dict[str, bytes]) -> tuple[Catalogue, list[dict[str, str]]]:
-    """The catalogue of the products whose image (`images`: file name -> PNG bytes, the file name of each row's
-    `image_key`) decodes to the common size, and a (sku, reason) row for every product left out.
+def product_image(image_key: object, images: Mapping[str, bytes]) -> tuple[str, bytes] | str:
+    """(key, bytes) of the image a product's `image_key` names (`images`: file name -> bytes, looked up by the key's
+    file name, as ingest stores them), or why there is none."""
+    if not isinstance(image_key, str) or not image_key:
+        return "no image"
+    data = images.get(Path(image_key).name)
+    return f"image {image_key} not found" if data is None else (image_key, data)
 
-    The common size is the most frequent one; a product without an image, with an image that is missing or does not
-    decode, or of another size is left out with its reason rather than failing the run."""
+
+def decode_catalogue_image(key: str, data: bytes) -> Image.Image | str:
+    """A catalogue image decoded as the API decodes an upload (RGB, bombs refused), or why it does not decode. The
+    API's size floor is for shoppers' uploads: catalogue images may be smaller (Fashion-MNIST's are 28 px)."""
     from shelfwise.visual.images import ImageError, ImageLimits, decode_image
 
-    # The catalogue's own images: the API's size floor is for shoppers' uploads (Fashion-MNIST's are 28 px).
-    limits = ImageLimits(min_side=16)
+    try:
+        return decode_image(data, "image/png", ImageLimits(min_side=16))
+    except ImageError as error:
+        return f"image {key} does not decode: {error}"
 
+
+def catalogue_from_products(
+    products: pd.DataFrame, images: Mapping[str, bytes]
+) -> tuple[Catalogue, list[dict[str, str]]]:
+    """The catalogue of the products whose image decodes to the catalogue's size (the most frequent one), in SKU
+    order, and a (sku, reason) row for every product left out: no image, a missing one, one that does not decode, one
+    of another size. A bad product is left out with its reason rather than failing the run."""
     missing = {"sku", "category", "department", "image_key"} - set(products.columns)
     if missing:
         raise CatalogueError(f"the products table lacks column(s) {sorted(missing)}")
@@ -102,15 +119,10 @@ def catalogue_from_products(products: pd.DataFrame, images: dict[str, bytes]) ->
     rejected: list[dict[str, str]] = []
     for row in products.sort_values("sku", kind="stable").itertuples(index=False):
         sku = str(row.sku)
-        key = row.image_key if isinstance(row.image_key, str) and row.image_key else None
-        data = images.get(Path(key).name) if key else None
-        if key is None or data is None:
-            rejected.append({"sku": sku, "reason": "no image" if key is None else f"image {key} not found"})
-            continue
-        try:
-            image = decode_image(data, "image/png", limits)
-        except ImageError as error:
-            rejected.append({"sku": sku, "reason": f"image {key} does not decode: {error}"})
+        found = product_image(row.image_key, images)
+        image = found if isinstance(found, str) else decode_catalogue_image(*found)
+        if isinstance(image, str):
+            rejected.append({"sku": sku, "reason": image})
             continue
         decoded[sku] = (np.asarray(image, dtype=np.uint8), str(row.category), str(row.department))
     if not decoded:

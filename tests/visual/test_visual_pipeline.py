@@ -76,6 +76,49 @@ def test_a_split_naming_a_sku_on_both_sides_or_another_catalogues_skus_is_refuse
         split.rows(catalogue.subset(np.arange(1, len(catalogue))))
 
 
+def test_products_without_a_usable_image_are_left_out_each_with_its_reason() -> None:
+    import pandas as pd
+
+    from shelfwise.visual.training_data import catalogue_from_products
+
+    _, images, _ = catalogue_images(4, 32, seed=1)
+    _, small, _ = catalogue_images(1, 16, seed=1)
+    products = pd.DataFrame(
+        {
+            "sku": ["A", "B", "C", "D", "E", "F", "G"],
+            "category": ["shirts", "balls", "shirts", "balls", "shirts", "balls", "shirts"],
+            "department": "d",
+            "image_key": [
+                "images/A.png",
+                "images/B.png",
+                "images/C.png",
+                "images/D.png",
+                None,
+                "images/F.png",
+                "x/G.png",
+            ],
+        }
+    )
+    files = {
+        "A.png": png_bytes(images[0]),
+        "B.png": png_bytes(images[1]),
+        "C.png": png_bytes(images[2]),
+        "D.png": png_bytes(small[0]),
+        "F.png": b"\x89PNG\r\n\x1a\n truncated",
+        "G.png": png_bytes(images[3]),
+    }
+    catalogue, rejected = catalogue_from_products(products, files)
+    assert catalogue.skus == ("A", "B", "C", "G")
+    assert catalogue.images.shape == (4, 32, 32, 3)
+    reasons = {row["sku"]: row["reason"] for row in rejected}
+    assert set(reasons) == {"D", "E", "F"}
+    assert reasons["D"] == "image is (16, 16), the catalogue's (32, 32)"
+    assert reasons["E"] == "no image"
+    assert reasons["F"].startswith("image images/F.png does not decode")
+    with pytest.raises(CatalogueError, match=r"no product has a usable image \(2 left out\)"):
+        catalogue_from_products(products.head(2).assign(image_key="images/nowhere.png"), files)
+
+
 # -- the definitions --------------------------------------------------------------------------------------------
 def steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found = {s["Name"]: s for s in definition["Steps"]}
