@@ -7,6 +7,10 @@ and the query model are written to the lake as a new version of `--index-uri`, a
 last (`shelfwise.visual.search_store.store_search_version`): the API's next load serves the new model with the
 vectors it made, or, until the pointer moves, the old pair.
 
+On the OpenSearch backends (`--search-backend`), the same embeddings are then loaded into a new version of the
+OpenSearch index and made live (`shelfwise.visual.batch_embed.load_opensearch`); the lake's version is still written,
+because the API reads the query model from it.
+
 Writes `predictions/embeddings.parquet` (sku, embedding, model_version, index_version) and `predictions/index.json`.
 """
 
@@ -37,6 +41,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quarantine-dir", type=Path, default=BASE / "quarantine")
     parser.add_argument("--images-uri", required=True, help="the S3 URI the images were read from (their lake keys)")
     parser.add_argument("--index-uri", required=True, help="s3://<lake bucket>/<the index's versions prefix>")
+    parser.add_argument("--search-backend", default="embedded", help="embedded, opensearch or opensearch-serverless")
+    parser.add_argument("--search-endpoint", default="", help="the OpenSearch backend's https endpoint")
+    parser.add_argument("--search-index", default="visual-products", help="the OpenSearch alias or index prefix")
     return parser.parse_args(argv)
 
 
@@ -52,11 +59,15 @@ def main(argv: list[str]) -> str:
     install_wheelhouse(args.wheels_dir)
     import boto3
 
-    from shelfwise.visual.batch_embed import embed_products, index_catalogue
+    from shelfwise.visual.batch_embed import BACKENDS, embed_products, index_catalogue, load_opensearch
     from shelfwise.visual.faiss_index import FaissIndex
     from shelfwise.visual.query_embedder import QueryEmbedder
     from shelfwise.visual.search_store import LAKE_PREFIX, LakeObjects, store_search_version
 
+    if args.search_backend not in BACKENDS:
+        raise SystemExit(f"--search-backend must be one of {', '.join(BACKENDS)}, got {args.search_backend!r}")
+    if args.search_backend != "embedded" and not args.search_endpoint:
+        raise SystemExit(f"--search-backend {args.search_backend} needs --search-endpoint (pipeline SearchEndpoint)")
     bucket, prefix = bucket_and_prefix(args.index_uri)
     if prefix != LAKE_PREFIX:
         raise SystemExit(f"--index-uri must end in {LAKE_PREFIX}, where the API reads the index; got {args.index_uri}")
@@ -76,10 +87,18 @@ def main(argv: list[str]) -> str:
             f"no product of the {snapshot} snapshot has a usable image ({len(embedded.rejected)} left out)"
         )
     _, image_prefix = bucket_and_prefix(args.images_uri.rstrip("/") + "/")
-    index = FaissIndex.build(index_catalogue(products, embedded, image_prefix))
+    catalogue = index_catalogue(products, embedded, image_prefix)
     # The processing job's own credentials; the bucket is the deployment's lake, named by the pipeline definition.
     store = LakeObjects(boto3.client("s3"), bucket, {})
-    version = store_search_version(store, index, model)
+    # The lake's version on every backend: the API reads the query model of the version CURRENT.json names.
+    version = store_search_version(store, FaissIndex.build(catalogue), model)
+    loaded = ""
+    if args.search_backend != "embedded":
+        from shelfwise.visual.opensearch_index import FLAVOURS, opensearch_client
+
+        region = boto3.session.Session().region_name
+        client = opensearch_client(args.search_endpoint, region, FLAVOURS[args.search_backend])
+        loaded = load_opensearch(client, args.search_backend, args.search_index, catalogue, store)
 
     frame = pd.DataFrame(
         {
@@ -93,6 +112,8 @@ def main(argv: list[str]) -> str:
     write_json(
         {
             "index_version": version,
+            "search_backend": args.search_backend,
+            "opensearch_index": loaded,
             "products": len(embedded.skus),
             "quarantined": len(embedded.rejected),
             "snapshot": snapshot,
@@ -102,8 +123,9 @@ def main(argv: list[str]) -> str:
         },
         args.predictions_dir / "index.json",
     )
+    into = f", loaded into {args.search_backend} index {loaded}" if loaded else ""
     return (
-        f"index version {version}: {len(embedded.skus):,} products of the {snapshot} snapshot embedded in "
+        f"index version {version}{into}: {len(embedded.skus):,} products of the {snapshot} snapshot embedded in "
         f"{embedder.dimension} dimensions; {len(embedded.rejected):,} quarantined"
     )
 

@@ -19,8 +19,13 @@ from shelfwise.visual.index import Catalogue, FloatArray, make_catalogue
 
 if TYPE_CHECKING:
     import pandas as pd
+    from opensearchpy import OpenSearch
 
+    from shelfwise.visual.index_store import BlobStore
     from shelfwise.visual.query_embedder import QueryEmbedder
+
+#: Where the index is served from (`shelfwise.visual.service.Backend`, the CDK's `shelfwise:searchBackend`).
+BACKENDS = ("embedded", "opensearch", "opensearch-serverless")
 
 
 @dataclass(frozen=True)
@@ -85,3 +90,16 @@ def _attributes(value: object) -> dict[str, str]:
     if isinstance(value, list | tuple | np.ndarray):
         return {str(k): str(v) for k, v in value}
     return {}
+
+
+def load_opensearch(client: OpenSearch, backend: str, index_name: str, catalogue: Catalogue, store: BlobStore) -> str:
+    """Load the catalogue into a new version of the OpenSearch index `index_name` and make it live (the alias, or
+    the lake pointer of a Serverless collection); returns the version. The settings are the ones the API searches
+    with (`shelfwise.visual.service`)."""
+    from shelfwise.visual.opensearch_index import FLAVOURS, OpenSearchIndex, OpenSearchSettings
+
+    if backend not in FLAVOURS:
+        raise ValueError(f"backend must be one of {', '.join(FLAVOURS)}, got {backend!r}")
+    flavour = FLAVOURS[backend]
+    settings = OpenSearchSettings(index_name, catalogue.dimension, flavour=flavour)
+    return OpenSearchIndex(client, settings, pointer_store=store).load(catalogue)

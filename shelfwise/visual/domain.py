@@ -37,6 +37,7 @@ LIBRARY_MODULES = tuple(
         "images",
         "index",
         "index_store",
+        "opensearch_index",
         "query_embedder",
         "retrieval",
         "search_store",

@@ -8,7 +8,9 @@ packaged) -> gate (the model's photo recall@1 and similar-product precision@1 fr
 `MinMarginOverBaselines`) -> register (group `visual`, PendingManualApproval in AWS).
 Scoring: batch embed every catalogue image with the approved package's ONNX model and build the index from the
 embeddings: the query model and the faiss index written as a new version of the lake's `models/visual-index/`, the
-pointer moved last (`shelfwise.visual.search_store.store_search_version`).
+pointer moved last (`shelfwise.visual.search_store.store_search_version`); on the OpenSearch backends
+(`SearchBackend`, `SearchEndpoint`) the same embeddings are then loaded into a new OpenSearch index version and made
+live (`shelfwise.visual.opensearch_index.OpenSearchIndex.load`).
 
 Every step runs on the SageMaker PyTorch CPU image; ONNX, ONNX Runtime and faiss come from a wheelhouse of the pinned
 requirements (`sagemaker/visual/requirements.txt`) that the deployment stages as a channel.
@@ -38,6 +40,7 @@ from shelfwise.pipelines.spec import (
     TrainingStep,
 )
 from shelfwise.visual.search_store import LAKE_PREFIX
+from shelfwise.visual.service import INDEX_NAME
 
 PREPARE, TRAIN, EVALUATE, GATE = "PrepareVisualData", "TrainVisualModel", "EvaluateVisualModel", "VisualModelGate"
 REGISTER, FAIL, BUILD_INDEX = "RegisterVisualModel", "VisualModelRejected", "BuildVisualIndex"
@@ -45,6 +48,9 @@ REGISTER, FAIL, BUILD_INDEX = "RegisterVisualModel", "VisualModelRejected", "Bui
 MIN_MARGIN, APPROVAL, EPOCHS = "MinMarginOverBaselines", "ModelApprovalStatus", "Epochs"
 PRODUCTS, IMAGES, WHEELHOUSE = "ProductsUri", "ImagesUri", "WheelhouseUri"
 MODEL_URI, MODEL_SHA256, MODEL_PACKAGE = "ModelUri", "ModelSha256", "ModelPackageArn"
+#: The deployment's search backend (`shelfwise:searchBackend`) and, for the OpenSearch ones, its endpoint: the daily
+#: chain passes both; the defaults are the embedded index's (the local default).
+SEARCH_BACKEND, SEARCH_ENDPOINT = "SearchBackend", "SearchEndpoint"
 PROCESSING_INSTANCE, TRAINING_INSTANCE = "ProcessingInstanceType", "TrainingInstanceType"
 
 EVALUATION_FILE = "evaluation.json"
@@ -224,6 +230,12 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
             # uploaded after the job in no particular order).
             "--index-uri",
             f"s3://{cfg.bucket}/{LAKE_PREFIX}",
+            "--search-backend",
+            ParamRef(SEARCH_BACKEND),
+            "--search-endpoint",
+            ParamRef(SEARCH_ENDPOINT),
+            "--search-index",
+            INDEX_NAME,
         ),
     )
     return PipelineSpec(
@@ -231,6 +243,8 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
             Parameter(MODEL_URI, f"s3://{cfg.bucket}/models/visual/"),
             Parameter(MODEL_SHA256, ""),
             Parameter(MODEL_PACKAGE, ""),
+            Parameter(SEARCH_BACKEND, "embedded"),
+            Parameter(SEARCH_ENDPOINT, ""),
             *_data_parameters(cfg),
             Parameter(PROCESSING_INSTANCE, "ml.m5.xlarge"),
         ),

@@ -158,6 +158,11 @@ def test_the_definitions_are_the_same_bytes_from_build_to_build_and_gate_on_both
     arguments = build["Arguments"]["AppSpecification"]["ContainerArguments"]
     assert arguments[arguments.index("--index-uri") + 1] == "s3://test-lake/models/visual-index/"
     assert {"Get": "Parameters.ModelSha256"} in arguments
+    # the OpenSearch backends get the same embeddings, into the index the API searches
+    assert arguments[arguments.index("--search-backend") + 1] == {"Get": "Parameters.SearchBackend"}
+    assert arguments[arguments.index("--search-endpoint") + 1] == {"Get": "Parameters.SearchEndpoint"}
+    assert arguments[arguments.index("--search-index") + 1] == "visual-products"
+    assert parameters(scoring)["SearchBackend"] == "embedded"
 
 
 def pins(path: Path) -> dict[str, str]:
