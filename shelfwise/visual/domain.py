@@ -13,6 +13,8 @@ from shelfwise.visual.pipeline import (
     PREDICTIONS_PREFIX,
     PRODUCTS_PREFIX,
     RUNS_PREFIX,
+    SEARCH_BACKEND,
+    SEARCH_ENDPOINT,
     scoring_pipeline_spec,
     training_pipeline_spec,
 )
@@ -67,6 +69,7 @@ DOMAIN = Domain(
         run_partitions={},
         predictions_prefix=PREDICTIONS_PREFIX,
         requirements=SAGEMAKER_DIR / "visual" / "requirements.txt",
+        search_parameters=(SEARCH_BACKEND, SEARCH_ENDPOINT),
     ),
     api=ApiFunction(
         name="visual",

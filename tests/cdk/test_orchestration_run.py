@@ -594,7 +594,9 @@ def test_the_visual_branch_trains_then_builds_the_index_with_the_approved_model_
     }
     scoring_parameters = {p["Name"]: p["Value"] for p in actions["StartVisualScoring"]["PipelineParameters"]}
     assert scoring_parameters["ModelUri"].endswith("/models/visual/i1/model.tar.gz")
-    assert set(scoring_parameters) == {"ModelUri", "ModelSha256", "ModelPackageArn"}
+    # the embedded backend (this deployment's): no endpoint to pass
+    assert set(scoring_parameters) == {"ModelUri", "ModelSha256", "ModelPackageArn", "SearchBackend"}
+    assert scoring_parameters["SearchBackend"] == "embedded"
     assert set(scoring_parameters) <= deployment.declared_parameters(VISUAL_SCORING)
     (scoring,) = chain.pipeline_executions(VISUAL_SCORING)
     (training,) = chain.pipeline_executions(VISUAL_TRAINING)

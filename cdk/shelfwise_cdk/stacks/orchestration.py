@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,8 @@ class DomainChain:
     training_pipeline: str
     scoring_pipeline: str
     model_package_group: str
+    #: Deployment values the scoring pipeline takes besides the package and the partitions (its search backend).
+    scoring_parameters: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -582,6 +584,7 @@ class OrchestrationStack(Stack):
             "ModelSha256": sfn.JsonPath.string_at(sha256),
             "ModelPackageArn": sfn.JsonPath.string_at("$.model.arn"),
             **self._run_partitions(pipeline),
+            **chain.scoring_parameters,
         }
         publish = self._publish(chain) if domain.publisher is not None else self._served(chain)
         failed = sfn.Fail(
