@@ -87,6 +87,10 @@ class ModelPipeline:
     #: Pinned packages the steps need beyond their framework image (`requirements.txt` beside the scripts), staged
     #: as a wheelhouse channel; None when the image has everything.
     requirements: Path | None = None
+    #: (backend, endpoint) parameter names of a scoring pipeline that builds its domain's search index
+    #: (`ApiFunction.search_index`): the deployment grants it writes on the backend and the chain passes it the
+    #: backend's kind and, for the OpenSearch ones, endpoint. None for a pipeline that builds no index.
+    search_parameters: tuple[str, str] | None = None
 
     @property
     def model_group(self) -> str:

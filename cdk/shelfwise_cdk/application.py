@@ -145,6 +145,7 @@ def build_stacks(
                 training_pipeline=pipelines[d.name].training_name,
                 scoring_pipeline=pipelines[d.name].scoring_name,
                 model_package_group=pipelines[d.name].model_package_group_name,
+                scoring_parameters=_search_parameters(d, api, pipelines[d.name]),
             )
             for d in domains
             if d.name in pipelines
@@ -164,6 +165,21 @@ def build_stacks(
     Tags.of(app).add("project", "shelfwise")
     Tags.of(app).add("shelfwise:env", cfg.env)
     return ShelfwiseStacks(platform, data_lake, online_store, feature_jobs, pipelines, api, orchestration)
+
+
+def _search_parameters(domain: Domain, api: ApiStack, pipelines: ModelPipelinesStack) -> dict[str, str]:
+    """For a pipeline that builds its domain's search index: write access to the backend for its role, and the
+    backend (and endpoint) its scoring pipeline is passed. The endpoint reaches it through the chain at run time, so
+    the pipelines stack holds no reference to the backend's (the backend's policies name its role)."""
+    pipeline = domain.pipeline
+    if pipeline is None or pipeline.search_parameters is None or domain.api is None:
+        return {}
+    search = api.searches.get(domain.api.name)
+    if search is None:
+        raise ValueError(f"pipeline {pipeline.name} builds a search index but the {domain.api.name} API declares none")
+    search.grant_write(pipelines.role)
+    backend, endpoint = pipeline.search_parameters
+    return {backend: search.kind, **({endpoint: search.endpoint} if search.endpoint is not None else {})}
 
 
 def add_security_checks(app: App) -> None:

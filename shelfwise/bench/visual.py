@@ -2,8 +2,8 @@
 colour histograms, on both visual search tasks, for products the model never saw.
 
 The catalogue's SKUs are split by category (`shelfwise.visual.catalogue.split_by_sku`); the model trains on one side.
-Every method then embeds the whole catalogue and one shopper photo of each product (`shopper_photo`, a random draw of
-its own, never a training view), and is scored on the same queries (`shelfwise.visual.retrieval`):
+Every method then embeds the whole catalogue and one shopper photo of each product (a random draw of its own, never a
+training view), and is scored on the same queries (`shelfwise.visual.evaluation`, which the pipeline's gate reads too):
 - similar products: each held-out product's catalogue image, and separately its photo, searches the catalogue minus
   that product; relevant means same category;
 - find this product from a photo: a product's photo searches the whole catalogue (training and held-out SKUs);
@@ -26,29 +26,14 @@ from rich.console import Console
 from rich.table import Table
 
 from shelfwise.bench.churn import WORLD_PREFIX
-from shelfwise.visual.catalogue import Catalogue, SkuSplit
-from shelfwise.visual.retrieval import FloatArray, PhotoScores, SimilarScores
+from shelfwise.visual.catalogue import Catalogue
+from shelfwise.visual.evaluation import LEARNED, Embed, MethodScores
 
 if TYPE_CHECKING:
     from shelfwise.visual.embedding import EmbeddingModel, EmbeddingSettings, Progress
 
 DEFAULT_WORLD = "world"
 FASHION_MNIST = "fashion-mnist"
-#: Evaluation's photos come from their own seed, apart from every training seed.
-PHOTO_SEED_OFFSET = 1_000_003
-LEARNED = "learned"
-
-
-@dataclass(frozen=True)
-class MethodScores:
-    """One method's scores on the bench's queries."""
-
-    method: str
-    dim: int
-    similar: SimilarScores  # held-out catalogue images as queries
-    similar_from_photo: SimilarScores  # held-out products' photos as queries
-    photo_held_out: PhotoScores
-    photo_trained: PhotoScores
 
 
 @dataclass(frozen=True)
@@ -94,28 +79,6 @@ def resolve_catalogue(data: str) -> tuple[str, Catalogue]:
     )
 
 
-def score_method(
-    method: str,
-    embed: Callable[[np.ndarray], FloatArray],
-    catalogue: Catalogue,
-    split: SkuSplit,
-    photos: np.ndarray,
-) -> MethodScores:
-    """Both tasks' scores of one embedding function of (n, H, W, 3) uint8 images."""
-    from shelfwise.visual.retrieval import photo_scores, similar_product_scores
-
-    vectors, photo_vectors = embed(catalogue.images), embed(photos)
-    category = catalogue.category_codes
-    return MethodScores(
-        method=method,
-        dim=int(vectors.shape[1]),
-        similar=similar_product_scores(vectors, category, split.test),
-        similar_from_photo=similar_product_scores(vectors, category, split.test, photo_vectors[split.test]),
-        photo_held_out=photo_scores(photo_vectors[split.test], vectors, split.test),
-        photo_trained=photo_scores(photo_vectors[split.train], vectors, split.train),
-    )
-
-
 def _images_per_second(embed: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray) -> float:
     embed(inputs[:8])  # warm-up: first-call allocations are not throughput
     started = time.perf_counter()
@@ -149,23 +112,16 @@ def run_bench(
     progress: Progress | None = None,
 ) -> VisualBench:
     """Split, train, score the learned embedding and both baselines, and check the ONNX export."""
-    from shelfwise.visual.augment import shopper_photos
-    from shelfwise.visual.baselines import colour_histograms, raw_pixels
     from shelfwise.visual.catalogue import split_by_sku
     from shelfwise.visual.embedding import to_model_input
+    from shelfwise.visual.evaluation import baseline_methods, evaluation_photos, score_method
 
     split = split_by_sku(catalogue, seed=split_seed)
-    photos = shopper_photos(catalogue.images, np.random.default_rng(settings.seed + PHOTO_SEED_OFFSET))
+    photos = evaluation_photos(catalogue, settings.seed)
     started = time.perf_counter()
     model = settings.train(catalogue.subset(split.train), progress)
     train_seconds = time.perf_counter() - started
-    side = catalogue.images.shape[1]
-    methods: list[tuple[str, Callable[[np.ndarray], FloatArray]]] = [
-        (LEARNED, model.embed_images),
-        (f"pixels {side}x{side}", lambda images: raw_pixels(images, side)),
-        ("pixels downscaled", raw_pixels),
-        ("RGB histogram 8^3", colour_histograms),
-    ]
+    methods: list[tuple[str, Embed]] = [(LEARNED, model.embed_images), *baseline_methods(catalogue.images.shape[1])]
     scores = tuple(score_method(name, embed, catalogue, split, photos) for name, embed in methods)
     torch_rate, onnx_rate, diff = onnx_check(model, to_model_input(catalogue.images), work)
     return VisualBench(

@@ -146,6 +146,9 @@ def print_run(result: PipelineRun) -> None:
 def metrics_table(model: str, evaluation: dict[str, object]) -> Table:
     """The candidate and its baselines on the held-out cutoff (`evaluation.json`: the model's metrics under its
     pipeline's name, the baselines under `baselines`)."""
+    figures = evaluation.get(model)
+    if isinstance(figures, dict) and "auc" not in figures:
+        return figures_table(model, evaluation)
     table = Table(title=f"held-out cutoff {evaluation.get('cutoff')}, n={evaluation.get('n')}", title_justify="left")
     for column in ("model", "AUC", "PR-AUC", "Brier", "top-decile lift"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -156,4 +159,19 @@ def metrics_table(model: str, evaluation: dict[str, object]) -> Table:
             table.add_row(
                 name, *(f"{values[k]:.4f}" for k in ("auc", "pr_auc", "brier")), f"{values['top_decile_lift']:.2f}"
             )
+    return table
+
+
+def figures_table(model: str, evaluation: dict[str, object]) -> Table:
+    """The candidate's figures beside each baseline's, whatever they are named (`evaluation.json`: the model's under
+    its pipeline's name, the baselines' under `baselines`, each a mapping of names to numbers)."""
+    baselines = evaluation.get("baselines", {})
+    rows = {model: evaluation.get(model, {}), **(baselines if isinstance(baselines, dict) else {})}
+    rows = {name: values for name, values in rows.items() if isinstance(values, dict) and values}
+    names = [k for k, v in rows[model].items() if isinstance(v, int | float)]
+    table = Table(title=f"{model}: the candidate and its baselines on held-out data", title_justify="left")
+    for column in ("model", *names):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, values in rows.items():
+        table.add_row(name, *(f"{values[k]:.4f}" if isinstance(values.get(k), int | float) else "-" for k in names))
     return table

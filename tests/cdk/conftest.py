@@ -33,6 +33,7 @@ STACKS = (
     "FeatureJobs",
     "ChurnPipelines",
     "DemandPipelines",
+    "VisualPipelines",
     "Api",
     "Orchestration",
 )

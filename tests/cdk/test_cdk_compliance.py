@@ -51,9 +51,10 @@ def acknowledgements(synthesis: Any) -> dict[str, str]:
 def test_acknowledgements_are_few_and_none_excuses_missing_auth_or_waf(synthesis: Any) -> None:
     found = acknowledgements(synthesis)
     # 83 before IAM authorization, WAF and prefix-scoped grants, 46 with the churn pipelines, 47 with demand's, 48
-    # with its read of raw/regional_holidays/, 49 with the visual function's read of its index prefix (the same
+    # with its read of raw/regional_holidays/, 49 with the visual function's read of its index prefix, 59 with the
+    # visual pipelines (as demand's: one per lake prefix, both pipelines' executions, the package group; the same
     # findings in another stack count once); each one left says why it is true
-    assert len(found) <= 49, sorted(found)
+    assert len(found) <= 59, sorted(found)
     rules = {finding.split("::", 1)[1].split("[", 1)[0] for finding in found}
     assert not rules & {"AwsSolutions-APIG3", "AwsSolutions-APIG4"}  # WAF on, every method authorized
     wildcards = [f for f in found if "IAM5[Action::" in f]

@@ -43,20 +43,23 @@ PSEUDO_PARAMETERS = {
     "AWS::Region": REGION,
     "AWS::URLSuffix": "amazonaws.com",
 }
-DOMAINS = ("churn", "demand")
-PUBLISH_FUNCTIONS = {domain: f"shelfwise-ci-{domain}-publish" for domain in DOMAINS}
+DOMAINS = ("churn", "demand", "visual")
+#: The domains with a publisher; visual's scoring pipeline builds its index itself.
+PUBLISHING = ("churn", "demand")
+PUBLISH_FUNCTIONS = {domain: f"shelfwise-ci-{domain}-publish" for domain in PUBLISHING}
 PUBLISH_ARNS = {d: f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{f}" for d, f in PUBLISH_FUNCTIONS.items()}
 CURATE_ORDERS, CUSTOMER_FEATURES = "shelfwise-ci-curate-orders", "shelfwise-ci-customer-features"
 DEMAND_FEATURES = "shelfwise-ci-demand-features"
 TRAINING, SCORING = "shelfwise-ci-churn", "shelfwise-ci-churn-score"
 DEMAND_TRAINING, DEMAND_SCORING = "shelfwise-ci-demand", "shelfwise-ci-demand-score"
+VISUAL_TRAINING, VISUAL_SCORING = "shelfwise-ci-visual", "shelfwise-ci-visual-score"
 START_JOB = "aws-sdk:glue:startJobRun"
 START_PIPELINE = "aws-sdk:sagemaker:startPipelineExecution"
 FIND_MODEL = "aws-sdk:sagemaker:listModelPackages"
 #: What the chain does, as opposed to how it waits: the calls the scenarios compare, in order.
 ACTIONS = (START_JOB, START_PIPELINE, FIND_MODEL, *PUBLISH_ARNS.values())
 #: The states of each domain's branch are named after it (and its Glue jobs); the rest are shared.
-BRANCH_STATES = {"churn": ("Churn", "CustomerFeatures"), "demand": ("Demand",)}
+BRANCH_STATES = {"churn": ("Churn", "CustomerFeatures"), "demand": ("Demand",), "visual": ("Visual",)}
 #: How long one execution may take in moto before a test gives up on it.
 EXECUTION_DEADLINE_SECONDS = 60
 
@@ -178,7 +181,7 @@ def deployment(templates: dict[str, dict[str, Any]]) -> Deployment:
     orchestration = templates["Orchestration"]
     functions = {}
     for function_id in resources_of(orchestration, "AWS::Lambda::Function"):
-        (domain,) = [d for d in DOMAINS if function_id.startswith(f"{d.capitalize()}Publish")]
+        (domain,) = [d for d in PUBLISHING if function_id.startswith(f"{d.capitalize()}Publish")]
         functions[function_id] = {"Ref": PUBLISH_FUNCTIONS[domain], "Arn": PUBLISH_ARNS[domain]}
     render = Renderer(functions)
     (machine,) = resources_of(orchestration, "AWS::StepFunctions::StateMachine").values()
@@ -435,9 +438,10 @@ def chain(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> Iterator[C
     try:
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
             chain = Chain(deployment)
-            # The scenarios are about churn; demand has its approved model, so its branch publishes unless a
-            # scenario says otherwise.
+            # The scenarios are about churn; demand and visual have their approved models, so their branches
+            # publish (visual: build its index) unless a scenario says otherwise.
             chain.register("Approved", "d1", domain="demand")
+            chain.register("Approved", "i1", domain="visual")
             yield chain
     finally:
         state_manager.unset_transition("glue::job_run")
@@ -566,6 +570,42 @@ def test_the_demand_branch_runs_beside_churn_and_trains_and_forecasts_on_the_day
     assert actions["PublishDemand"] == {"predictions_prefix": f"predictions/demand/{scoring.rsplit('/', 1)[-1]}/"}
     assert actions["StartDemandScoring"]["PipelineExecutionDescription"] == started_by
     assert run.branch("demand")["published"] == actions["PublishDemand"]
+
+
+def test_the_visual_branch_trains_then_builds_the_index_with_the_approved_model_and_publishes_nothing(
+    chain: Chain, deployment: Deployment
+) -> None:
+    chain.register("Approved", "v1")
+    run = chain.run()
+
+    assert run.status == "SUCCEEDED", run.description
+    started_by = f"Started by Step Functions execution {run.name}"
+    visual = run.actions("visual")
+    assert [state for state, _ in visual] == [
+        "StartCurateOrders",
+        "StartVisualTraining",
+        "FindVisualModel",
+        "StartVisualScoring",
+    ]
+    actions = dict(visual)
+    assert actions["StartVisualTraining"] == {
+        "PipelineName": VISUAL_TRAINING,
+        "PipelineExecutionDescription": started_by,
+    }
+    scoring_parameters = {p["Name"]: p["Value"] for p in actions["StartVisualScoring"]["PipelineParameters"]}
+    assert scoring_parameters["ModelUri"].endswith("/models/visual/i1/model.tar.gz")
+    # the embedded backend (this deployment's): no endpoint to pass
+    assert set(scoring_parameters) == {"ModelUri", "ModelSha256", "ModelPackageArn", "SearchBackend"}
+    assert scoring_parameters["SearchBackend"] == "embedded"
+    assert set(scoring_parameters) <= deployment.declared_parameters(VISUAL_SCORING)
+    (scoring,) = chain.pipeline_executions(VISUAL_SCORING)
+    (training,) = chain.pipeline_executions(VISUAL_TRAINING)
+    assert run.branch("visual") == {
+        "domain": "visual",
+        "training": {"status": "Succeeded", "execution": training},
+        "published": {"scoring": scoring},
+    }
+    assert "VisualServed" in run.entered()
 
 
 def test_without_an_approved_model_the_chain_fails_before_scoring_so_yesterdays_serving_data_stays(

@@ -106,14 +106,15 @@ def test_chain_runs_the_glue_jobs_then_each_domains_pipelines_in_order(definitio
     # then the domains side by side, each in a branch of its own that catches its failure
     assert follow(states, "CurateOrdersSucceeded") == ["CurateOrdersSucceeded", "Domains", "EveryDomainPublished?"]
     branches = [branch["StartAt"] for branch in states["Domains"]["Branches"]]
-    assert branches == ["ChurnBranch", "DemandBranch"]
-    for name in ("Churn", "Demand"):
+    assert branches == ["ChurnBranch", "DemandBranch", "VisualBranch"]
+    for name in ("Churn", "Demand", "Visual"):
         branch = states[f"{name}Branch"]
         assert branch["Catch"] == [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": f"{name}BranchFailed"}
         ]
     assert states["ChurnBranch"]["Branches"][0]["StartAt"] == "StartCustomerFeatures"
     assert states["DemandBranch"]["Branches"][0]["StartAt"] == "StartDemandFeatures"
+    assert states["VisualBranch"]["Branches"][0]["StartAt"] == "StartVisualTraining"  # no Glue job of its own
     assert follow(states, "CustomerFeaturesSucceeded")[:2] == ["CustomerFeaturesSucceeded", "StartChurnTraining"]
     assert follow(states, "DemandFeaturesSucceeded")[:2] == ["DemandFeaturesSucceeded", "StartDemandTraining"]
     assert follow(states, "RecordChurnTraining") == ["RecordChurnTraining", "FindChurnModel", "ChurnModelApproved?"]
@@ -123,9 +124,12 @@ def test_chain_runs_the_glue_jobs_then_each_domains_pipelines_in_order(definitio
     assert states[verifiable["Default"]]["Error"] == "UnverifiableModel"
     assert follow(states, "PublishChurn") == ["PublishChurn", "ChurnFinished"]
     assert follow(states, "PublishDemand") == ["PublishDemand", "DemandFinished"]
+    # visual has no publisher: its scoring pipeline built the index the API serves
+    assert states["VisualScoringStatus"]["Choices"][0]["Next"] == "VisualServed"
+    assert follow(states, "VisualServed") == ["VisualServed", "VisualFinished"]
     # a failed branch fails the execution with its own error, once every branch has ended
     outcome = states["EveryDomainPublished?"]
-    for index, (name, choice) in enumerate(zip(("Churn", "Demand"), outcome["Choices"], strict=True)):
+    for index, (name, choice) in enumerate(zip(("Churn", "Demand", "Visual"), outcome["Choices"], strict=True)):
         assert choice == {"Variable": f"$.domains[{index}].failure", "IsPresent": True, "Next": f"{name}Failed"}
         assert states[f"{name}Failed"]["ErrorPath"] == f"$.domains[{index}].failure.Error"
     assert follow(states, outcome["Default"]) == ["EveryDomainPublished", "Published"]
@@ -294,13 +298,13 @@ def test_state_machine_role_reaches_only_the_jobs_pipelines_packages_and_publish
     jobs = {f"arn:aws:glue:eu-west-1:{REF}:job/shelfwise-ci-{job.resource_suffix}" for job in glue_jobs().values()}
     for action in ("glue:StartJobRun", "glue:GetJobRun", "glue:BatchStopJobRun"):
         assert allowed.pop(action) == jobs
-    names = ("churn", "churn-score", "demand", "demand-score")
+    names = ("churn", "churn-score", "demand", "demand-score", "visual", "visual-score")
     pipelines = {f"arn:aws:sagemaker:eu-west-1:{REF}:pipeline/shelfwise-ci-{p}" for p in names}
     assert allowed.pop("sagemaker:StartPipelineExecution") == pipelines
     for action in ("sagemaker:DescribePipelineExecution", "sagemaker:StopPipelineExecution"):
         assert allowed.pop(action) == {f"{p}/execution/*" for p in pipelines}
     assert allowed.pop("sagemaker:DescribeModelPackage") == {
-        f"arn:aws:sagemaker:eu-west-1:{REF}:model-package/{group}/*" for group in ("churn", "demand")
+        f"arn:aws:sagemaker:eu-west-1:{REF}:model-package/{group}/*" for group in ("churn", "demand", "visual")
     }
     assert allowed.pop("lambda:InvokeFunction") == {REF, f"{REF}:*"}
     # what is left supports no resource ARNs: the registry listing, log delivery and X-Ray

@@ -407,6 +407,7 @@ def test_destroy_keeps_exactly_the_data_keys_and_audit_records(templates: dict[s
             ("Api", "AWS::Logs::LogGroup"),  # access logs
             ("ChurnPipelines", "AWS::SageMaker::ModelPackageGroup"),
             ("DemandPipelines", "AWS::SageMaker::ModelPackageGroup"),
+            ("VisualPipelines", "AWS::SageMaker::ModelPackageGroup"),
             ("DataLake", "AWS::KMS::Key"),
             ("DataLake", "AWS::S3::Bucket"),  # the lake
             ("DataLake", "AWS::S3::Bucket"),  # its access logs

@@ -23,6 +23,8 @@ def test_stages_come_from_the_domains_in_run_order() -> None:
         "demand_training",
         "demand_scoring",
         "demand_publish",
+        "visual_training",
+        "visual_scoring",
         "api",
     )
 
@@ -37,10 +39,12 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
     # The small world's test cutoff is too small for the gate's interval to clear zero, and a DeepAR of one epoch
     # need not beat seasonal naive; the gates have their own tests.
     quick_demand = {"Epochs": "1", "Networks": "1", "BacktestSeries": "20", "MinImprovementOverSeasonalNaive": -1.0}
+    # The visual model of one epoch need not beat the baselines either; its pipeline still builds the served index.
+    quick_visual = {"Epochs": "1", "MinMarginOverBaselines": -1.0}
     options = DemoOptions(
         scale="small",
         seed=11,
-        training_params={"churn": {"MinMarginOverBaseline": -1.0}, "demand": quick_demand},
+        training_params={"churn": {"MinMarginOverBaseline": -1.0}, "demand": quick_demand, "visual": quick_visual},
     )
     result = run_demo(options, serve=served.append)
 

@@ -528,6 +528,32 @@ def test_the_serverless_flavour_uses_generated_ids_no_refresh_or_settings_and_th
     assert all("/aoss/aws4_request" in r.headers["Authorization"] for r in cluster.requests)
 
 
+@pytest.mark.parametrize("flavour", [MANAGED, SERVERLESS], ids=lambda f: f.name)
+def test_the_index_build_makes_its_embeddings_live_in_the_index_the_api_searches(flavour: Flavour) -> None:
+    """`load_opensearch` (the pipeline's index build) loads with the settings the API searches with."""
+    from shelfwise.visual.batch_embed import load_opensearch
+
+    cluster, store, data = FakeCluster(), DictStore(), catalogue()
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    client = opensearch_client(
+        "https://search-shelfwise.eu-west-1.es.amazonaws.com",
+        "eu-west-1",
+        flavour,
+        credentials,
+        connection_class=CapturingConnection,
+        cluster=cluster,
+    )
+    live = load_opensearch(client, flavour.name, "visual-products", data, store)
+
+    served = OpenSearchIndex(client, OpenSearchSettings("visual-products", DIM, flavour=flavour), pointer_store=store)
+    assert all_violations(cluster, served.settings) == []
+    assert served.live_index() == live
+    (hit,) = served.search(data.vectors[5], 1)
+    assert hit.sku == "SKU00005"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        load_opensearch(client, "embedded", "visual-products", data, store)
+
+
 def test_a_load_whose_count_falls_short_raises_naming_both_numbers_and_leaves_the_old_index_serving() -> None:
     cluster, data = FakeCluster(), catalogue()
     index = index_for(cluster, MANAGED)

@@ -8,7 +8,8 @@ A Standard Step Functions state machine, started by an EventBridge schedule:
          chain goes on) -> the newest approved package (`shelfwise.pipelines.registry.NEWEST_APPROVED_QUERY`, the
          query the API and the local runner use) -> none: fail NoApprovedModel
          -> scoring pipeline with that package on the partitions the day's feature job wrote (start, poll)
-         -> the domain's publisher (Lambda) writes the records to the online store
+         -> the domain's publisher (Lambda) writes the records to the online store; a domain without one (visual
+            search: its scoring pipeline's last step builds the index the API serves) records the scoring run
     -> every branch published: Published; else fail with the first failed branch's error
 
 Step Functions owns retries: starting and polling jobs and pipelines retry AWS's transient errors with backoff;
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,8 @@ class DomainChain:
     training_pipeline: str
     scoring_pipeline: str
     model_package_group: str
+    #: Deployment values the scoring pipeline takes besides the package and the partitions (its search backend).
+    scoring_parameters: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,9 @@ class OrchestrationStack(Stack):
         self.cfg, self.lake, self.limits = cfg, lake, limits or OrchestrationLimits()
         self.key = operations_key
         self.publishers = {
-            chain.domain.name: self._publisher(chain.domain, online_table, library_dir, constraints) for chain in chains
+            chain.domain.name: self._publisher(chain.domain, online_table, library_dir, constraints)
+            for chain in chains
+            if chain.domain.publisher is not None
         }
         #: The Powertools service name each publisher's metrics carry (its folder name with dashes).
         self.publisher_services = {
@@ -176,8 +181,7 @@ class OrchestrationStack(Stack):
         self, domain: Domain, online_table: dynamodb.ITable, library_dir: Path, constraints: Path
     ) -> ShelfwisePythonFunction:
         spec = domain.publisher
-        if spec is None:
-            raise ValueError(f"domain {domain.name} has a pipeline but no publisher")
+        assert spec is not None
         publisher = ShelfwisePythonFunction(
             self,
             f"{_pascal(spec.name)}Function",
@@ -499,9 +503,8 @@ class OrchestrationStack(Stack):
 
     def _domain(self, chain: DomainChain) -> tuple[sfn.IChainable, sfn.INextable]:
         domain = chain.domain
-        pipeline, publisher = domain.pipeline, domain.publisher
+        pipeline = domain.pipeline
         assert pipeline is not None
-        assert publisher is not None
         name = _pascal(domain.name)
         # Training: whatever the outcome (a rejected candidate, a failure), serving data is refreshed below.
         record = sfn.Pass(
@@ -581,38 +584,9 @@ class OrchestrationStack(Stack):
             "ModelSha256": sfn.JsonPath.string_at(sha256),
             "ModelPackageArn": sfn.JsonPath.string_at("$.model.arn"),
             **self._run_partitions(pipeline),
+            **chain.scoring_parameters,
         }
-        publish = tasks.LambdaInvoke(
-            self,
-            f"Publish{name}",
-            lambda_function=self.publishers[domain.name].function,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "predictions_prefix": sfn.JsonPath.format(
-                        pipeline.predictions_prefix + "{}/",
-                        sfn.JsonPath.array_get_item(
-                            sfn.JsonPath.string_split(sfn.JsonPath.string_at("$.pipeline.arn"), "/"), EXECUTION_ID_ITEM
-                        ),
-                    )
-                }
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            task_timeout=sfn.Timeout.duration(Duration.minutes(self.limits.publish_timeout_minutes + 1)),
-            result_path=f"$.published.{domain.name}",
-        )
-        # Publishing is idempotent (puts by key, never older over newer): a throttled run is simply published again,
-        # and one that found another publisher's turn (which lasts at most LEASE_S) after that turn has ended.
-        publish.add_retry(errors=["ThrottledError"], interval=Duration.minutes(1), max_attempts=2, backoff_rate=2)
-        publish.add_retry(
-            errors=["PublicationBusyError", "LeaseLostError"],
-            interval=Duration.minutes(self.limits.publish_busy_retry_minutes),
-            max_attempts=self.limits.publish_busy_retries,
-            backoff_rate=2,
-        )
-        publish.add_retry(
-            errors=["Lambda.TooManyRequestsException"], interval=Duration.seconds(30), max_attempts=4, backoff_rate=2
-        )
+        publish = self._publish(chain) if domain.publisher is not None else self._served(chain)
         failed = sfn.Fail(
             self,
             f"{name}ScoringFailed",
@@ -645,6 +619,54 @@ class OrchestrationStack(Stack):
         )
         describe.next(verifiable)
         return train, publish
+
+    def _publish(self, chain: DomainChain) -> tasks.LambdaInvoke:
+        """The publisher writes the scoring run's online records to the online store."""
+        domain, name = chain.domain, _pascal(chain.domain.name)
+        pipeline = domain.pipeline
+        assert pipeline is not None
+        publish = tasks.LambdaInvoke(
+            self,
+            f"Publish{name}",
+            lambda_function=self.publishers[domain.name].function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "predictions_prefix": sfn.JsonPath.format(
+                        pipeline.predictions_prefix + "{}/",
+                        sfn.JsonPath.array_get_item(
+                            sfn.JsonPath.string_split(sfn.JsonPath.string_at("$.pipeline.arn"), "/"), EXECUTION_ID_ITEM
+                        ),
+                    )
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+            task_timeout=sfn.Timeout.duration(Duration.minutes(self.limits.publish_timeout_minutes + 1)),
+            result_path=f"$.published.{domain.name}",
+        )
+        # Publishing is idempotent (puts by key, never older over newer): a throttled run is simply published again,
+        # and one that found another publisher's turn (which lasts at most LEASE_S) after that turn has ended.
+        publish.add_retry(errors=["ThrottledError"], interval=Duration.minutes(1), max_attempts=2, backoff_rate=2)
+        publish.add_retry(
+            errors=["PublicationBusyError", "LeaseLostError"],
+            interval=Duration.minutes(self.limits.publish_busy_retry_minutes),
+            max_attempts=self.limits.publish_busy_retries,
+            backoff_rate=2,
+        )
+        publish.add_retry(
+            errors=["Lambda.TooManyRequestsException"], interval=Duration.seconds(30), max_attempts=4, backoff_rate=2
+        )
+        return publish
+
+    def _served(self, chain: DomainChain) -> sfn.Pass:
+        """A domain whose scoring pipeline itself leaves what the API serves (the visual index build): the run is
+        recorded where a publisher's answer would be."""
+        return sfn.Pass(
+            self,
+            f"{_pascal(chain.domain.name)}Served",
+            parameters={"scoring": sfn.JsonPath.string_at("$.pipeline.arn")},
+            result_path=f"$.published.{chain.domain.name}",
+        )
 
     def _run_partitions(self, pipeline: ModelPipeline) -> dict[str, str]:
         """The pipeline's partition parameters, each the prefix the day's feature job wrote for `$.run.date`."""
