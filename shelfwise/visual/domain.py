@@ -7,7 +7,17 @@ the index the API serves (`shelfwise.visual.search_store.store_search_version`),
 
 from __future__ import annotations
 
-from shelfwise.domain import SAGEMAKER_DIR, ApiFunction, ApiRoute, Domain, ModelPipeline, Retention, SearchIndex
+from shelfwise.domain import (
+    SAGEMAKER_DIR,
+    ApiFunction,
+    ApiRoute,
+    DemoHooks,
+    Domain,
+    ModelPipeline,
+    Retention,
+    SearchIndex,
+)
+from shelfwise.visual.demo import demo_report, demo_requests
 from shelfwise.visual.pipeline import (
     IMAGES_PREFIX,
     PREDICTIONS_PREFIX,
@@ -93,5 +103,7 @@ DOMAIN = Domain(
         Retention(PREDICTIONS_PREFIX, 30),
         Retention("quarantine/visual-", 180),
     ),
+    # On 2 cores the local run trains the embedding for 40 epochs (90 in AWS) on the demo world's 140 training SKUs.
+    demo=DemoHooks(report=demo_report, requests=demo_requests, training_params={"Epochs": "40"}),
     prefixes=(MODELS, LAKE_PREFIX, PREDICTIONS_PREFIX, f"{RUNS_PREFIX}/", "quarantine/visual-"),
 )

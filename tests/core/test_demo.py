@@ -50,7 +50,7 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
 
     assert [stage.name for stage in result.stages] == list(stages())
     assert result.failures == []
-    report, demand = result.reports
+    report, demand, visual = result.reports
     figures = {row[0]: row for row in report.rows}
     candidate = float(figures["XGBoost (candidate)"][1])
     assert all(candidate > float(row[1]) for name, row in figures.items() if name.startswith("baseline"))
@@ -84,6 +84,13 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
     answers = [e.body for e in result.exchanges if e.status == 200 and "cold_start" in e.body]
     assert any(a["cold_start"] for a in answers)
     assert any(a["reasons"] for a in answers if not a["cold_start"])
+    # visual: three searches with five answers each, drawn on the contact sheet; its routes answered
+    assert len(visual.rows) == 3
+    assert visual.picture is not None and visual.picture.read_bytes().startswith(b"\x89PNG")
+    similar = [e for e in result.exchanges if e.path.startswith("/products/") and e.status == 200]
+    assert similar and all(len(e.body["results"]) > 0 for e in similar)
+    searches = [e for e in result.exchanges if e.path.startswith("/search/visual") and e.status == 200]
+    assert searches and all(e.body["results"] for e in searches)
     for zone in ("raw", "curated", "features", "models", "predictions"):
         assert result.zones[zone][0] > 0, zone
         assert result.zone_rows.get(zone, 0) > 0 or zone == "predictions", zone
