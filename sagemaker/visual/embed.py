@@ -17,6 +17,7 @@ Writes `predictions/embeddings.parquet` (sku, embedding, model_version, index_ve
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import tarfile
 from pathlib import Path
@@ -87,7 +88,7 @@ def main(argv: list[str]) -> str:
             f"no product of the {snapshot} snapshot has a usable image ({len(embedded.rejected)} left out)"
         )
     _, image_prefix = bucket_and_prefix(args.images_uri.rstrip("/") + "/")
-    catalogue = index_catalogue(products, embedded, image_prefix)
+    catalogue = index_catalogue(products, embedded, image_prefix, dt.date.fromisoformat(snapshot))
     # The processing job's own credentials; the bucket is the deployment's lake, named by the pipeline definition.
     store = LakeObjects(boto3.client("s3"), bucket, {})
     # The lake's version on every backend: the API reads the query model of the version CURRENT.json names.

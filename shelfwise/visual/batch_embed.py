@@ -8,6 +8,7 @@ of a SKU is what the served model gives for its image.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +59,11 @@ def embed_products(embedder: QueryEmbedder, products: pd.DataFrame, images: Mapp
     return Embedded(tuple(skus), stacked.astype(np.float32), tuple(rejected))
 
 
-def index_catalogue(products: pd.DataFrame, embedded: Embedded, image_prefix: str) -> Catalogue:
+def index_catalogue(products: pd.DataFrame, embedded: Embedded, image_prefix: str, as_of: dt.date) -> Catalogue:
     """The index's catalogue: the embedded SKUs' vectors and attributes (`shelfwise.visual.index.COLUMNS`) from their
-    products rows; `image_key` is the image's lake key under `image_prefix`. Stock is not read here: every product
-    counts as in stock."""
+    products rows; `image_key` is the image's lake key under `image_prefix`. `in_stock` is whether the product is on
+    sale on `as_of` (launched, not discontinued): store stock levels are not read, so a product sold out somewhere
+    still counts as in stock."""
     rows = {str(row["sku"]): row for row in products.to_dict("records")}
     columns: dict[str, list[Any]] = {}
     for sku in embedded.skus:
@@ -72,7 +74,7 @@ def index_catalogue(products: pd.DataFrame, embedded: Embedded, image_prefix: st
             "category": str(row["category"]),
             "department": str(row["department"]),
             "price": float(row["base_price"]),
-            "in_stock": True,
+            "in_stock": on_sale(row.get("launch_date"), row.get("end_date"), as_of),
             "image_key": image_prefix + Path(str(row["image_key"])).name,
             "brand": str(row.get("brand") or ""),
             "colour": extra.get("color", extra.get("colour", "")),
@@ -81,6 +83,23 @@ def index_catalogue(products: pd.DataFrame, embedded: Embedded, image_prefix: st
         for name, value in values.items():
             columns.setdefault(name, []).append(value)
     return make_catalogue(embedded.vectors, columns)
+
+
+def on_sale(launch: object, end: object, as_of: dt.date) -> bool:
+    """Launched on or before `as_of` and not ended before it; a missing launch date counts as launched long ago."""
+    launched, ended = _day(launch), _day(end)
+    return (launched is None or launched <= as_of) and (ended is None or ended >= as_of)
+
+
+def _day(value: object) -> dt.date | None:
+    """A products table's date as pandas reads it back (ISO text, a date, a timestamp) or None when missing."""
+    if value is None or value != value:  # NaN and NaT are not equal to themselves
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
 
 
 def _attributes(value: object) -> dict[str, str]:

@@ -119,6 +119,36 @@ def test_products_without_a_usable_image_are_left_out_each_with_its_reason() -> 
         catalogue_from_products(products.head(2).assign(image_key="images/nowhere.png"), files)
 
 
+def test_the_index_marks_products_not_on_sale_on_the_snapshot_day_out_of_stock_and_the_filter_drops_them() -> None:
+    import datetime as dt
+
+    import pandas as pd
+
+    from shelfwise.visual.batch_embed import Embedded, index_catalogue
+    from shelfwise.visual.faiss_index import FaissIndex
+    from shelfwise.visual.index import Filters
+
+    products = pd.DataFrame(
+        {
+            "sku": ["ON", "ENDED", "LATER", "ENDS-TODAY", "NO-DATES"],
+            "category": "shirts",
+            "department": "d",
+            "base_price": 10.0,
+            "image_key": [f"images/{n}.png" for n in range(5)],
+            "launch_date": ["2024-01-01", "2023-01-01", "2024-07-01", "2024-01-01", None],
+            "end_date": [None, "2024-06-29", None, "2024-06-30", float("nan")],
+        }
+    )
+    vectors = np.eye(5, 8, dtype=np.float32) + 0.1
+    embedded = Embedded(tuple(products["sku"]), vectors / np.linalg.norm(vectors, axis=1, keepdims=True), ())
+    catalogue = index_catalogue(products, embedded, "raw/product_images/", dt.date.fromisoformat(SNAPSHOT))
+    index = FaissIndex.build(catalogue)
+    everything = {hit.sku: hit.attributes["in_stock"] for hit in index.search(vectors[0], k=5)}
+    assert everything == {"ON": True, "ENDED": False, "LATER": False, "ENDS-TODAY": True, "NO-DATES": True}
+    in_stock = {hit.sku for hit in index.search(vectors[0], k=5, filters=Filters(in_stock=True))}
+    assert in_stock == {"ON", "ENDS-TODAY", "NO-DATES"}
+
+
 # -- the definitions --------------------------------------------------------------------------------------------
 def steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found = {s["Name"]: s for s in definition["Steps"]}
