@@ -198,15 +198,28 @@ def command(
     ] = DEFAULT_WORLD,
     epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs (default: the model's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, the training and the photos.")] = 0,
+    category_weight: Annotated[
+        float | None, typer.Option(min=0, help="Weight of the category loss beside the instance loss's 1.")
+    ] = None,
+    scenes: Annotated[
+        bool, typer.Option(help="Train on shopper photos with cluttered scenes (off: the studio background stays).")
+    ] = True,
 ) -> None:
     """Similar-product precision and product-from-photo recall of the learned embedding and the baselines."""
     from shelfwise.config import settings as shelfwise_settings
+    from shelfwise.visual.augment import PhotoSettings
     from shelfwise.visual.embedding import EmbeddingSettings
 
     console = Console()
     label, catalogue = resolve_catalogue(data)
     defaults = EmbeddingSettings()
-    settings = EmbeddingSettings(image_size=catalogue.images.shape[1], epochs=epochs or defaults.epochs, seed=seed)
+    settings = EmbeddingSettings(
+        image_size=catalogue.images.shape[1],
+        epochs=epochs or defaults.epochs,
+        seed=seed,
+        category_weight=defaults.category_weight if category_weight is None else category_weight,
+        photo=PhotoSettings() if scenes else PhotoSettings(scene_probability=0.0, clutter=0),
+    )
     work = shelfwise_settings().work_dir / "bench" / "visual"
     with console.status("training") as status:
 
