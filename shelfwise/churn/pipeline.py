@@ -15,6 +15,7 @@ from shelfwise.pipelines.spec import (
     AtLeast,
     EvaluationValue,
     ExecutionId,
+    FrameworkImage,
     Gate,
     Input,
     ModelArtifacts,
@@ -29,6 +30,7 @@ from shelfwise.pipelines.spec import (
     S3Uri,
     StepOutput,
     TrainingStep,
+    pipeline_spec,
 )
 
 PREPARE, TRAIN, EVALUATE, GATE = "PrepareChurnData", "TrainChurnModel", "EvaluateChurnModel", "ChurnModelGate"
@@ -43,6 +45,7 @@ MODEL_URI, MODEL_SHA256, MODEL_PACKAGE = "ModelUri", "ModelSha256", "ModelPackag
 PROCESSING_INSTANCE, TRAINING_INSTANCE = "ProcessingInstanceType", "TrainingInstanceType"
 
 XGBOOST_VERSION = "3.2-0"
+XGBOOST_IMAGE = FrameworkImage("xgboost", XGBOOST_VERSION)
 EVALUATION_FILE = "evaluation.json"
 PROCESSING = "/opt/ml/processing"
 #: Where an execution keeps its intermediate data: `<RUNS_PREFIX>/<execution id>/<step>/<output>/`.
@@ -153,13 +156,9 @@ def _gate(cfg: PipelineConfig) -> Gate:
 
 def training_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
     """prepare -> train -> evaluate -> gate -> register, SDK-free."""
-    return PipelineSpec(
-        name=cfg.pipeline_name,
-        role_arn=cfg.role_arn,
-        region=cfg.region,
-        bucket=cfg.bucket,
-        framework="xgboost",
-        framework_version=XGBOOST_VERSION,
+    return pipeline_spec(
+        cfg,
+        XGBOOST_IMAGE,
         parameters=(
             Parameter(MIN_AUC, 0.70),
             Parameter(MIN_MARGIN, 0.001),
@@ -171,10 +170,7 @@ def training_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
         ),
         steps=(_prepare_step(cfg), _train_step(cfg), _evaluate_step(cfg)),
         gate=_gate(cfg),
-        source_uri=cfg.source_uri,
-        source_file=cfg.source_file,
         instance_types={"processing": ParamRef(PROCESSING_INSTANCE), "training": ParamRef(TRAINING_INSTANCE)},
-        kms_key_arn=cfg.kms_key_arn,
     )
 
 
@@ -205,13 +201,9 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
             ParamRef(SERVING_FEATURES),
         ),
     )
-    return PipelineSpec(
-        name=cfg.pipeline_name,
-        role_arn=cfg.role_arn,
-        region=cfg.region,
-        bucket=cfg.bucket,
-        framework="xgboost",
-        framework_version=XGBOOST_VERSION,
+    return pipeline_spec(
+        cfg,
+        XGBOOST_IMAGE,
         parameters=(
             Parameter(MODEL_URI, f"s3://{cfg.bucket}/models/churn/"),
             Parameter(MODEL_SHA256, ""),
@@ -222,8 +214,5 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
             Parameter(PROCESSING_INSTANCE, "ml.m5.xlarge"),
         ),
         steps=(score,),
-        source_uri=cfg.source_uri,
-        source_file=cfg.source_file,
         instance_types={"processing": ParamRef(PROCESSING_INSTANCE)},
-        kms_key_arn=cfg.kms_key_arn,
     )

@@ -18,6 +18,7 @@ from shelfwise.pipelines.spec import (
     AtLeast,
     EvaluationValue,
     ExecutionId,
+    FrameworkImage,
     Gate,
     Input,
     ModelArtifacts,
@@ -32,6 +33,7 @@ from shelfwise.pipelines.spec import (
     S3Uri,
     StepOutput,
     TrainingStep,
+    pipeline_spec,
 )
 
 PREPARE, TRAIN, EVALUATE, GATE = "PrepareDemandData", "TrainDemandModel", "EvaluateDemandModel", "DemandModelGate"
@@ -55,6 +57,7 @@ PROCESSING_INSTANCE, TRAINING_INSTANCE = "ProcessingInstanceType", "TrainingInst
 
 #: The SageMaker PyTorch image (CPU): torch 2.10, the oldest GluonTS 0.17 accepts, on Python 3.13.
 PYTORCH_VERSION, PYTHON_VERSION = "2.10.0", "py313"
+PYTORCH_IMAGE = FrameworkImage("pytorch", PYTORCH_VERSION, PYTHON_VERSION)
 EVALUATION_FILE = "evaluation.json"
 PROCESSING = "/opt/ml/processing"
 RUNS_PREFIX = "pipelines/demand"
@@ -172,21 +175,6 @@ def _gate(cfg: PipelineConfig) -> Gate:
     )
 
 
-def _common(cfg: PipelineConfig) -> dict[str, object]:
-    return {
-        "name": cfg.pipeline_name,
-        "role_arn": cfg.role_arn,
-        "region": cfg.region,
-        "bucket": cfg.bucket,
-        "framework": "pytorch",
-        "framework_version": PYTORCH_VERSION,
-        "py_version": PYTHON_VERSION,
-        "source_uri": cfg.source_uri,
-        "source_file": cfg.source_file,
-        "kms_key_arn": cfg.kms_key_arn,
-    }
-
-
 def _feature_parameters(cfg: PipelineConfig) -> tuple[Parameter, ...]:
     # The daily chain passes the partitions its feature job wrote; the scripts refuse more than one as_of.
     return (
@@ -199,7 +187,9 @@ def _feature_parameters(cfg: PipelineConfig) -> tuple[Parameter, ...]:
 
 def training_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
     """prepare -> train -> evaluate -> gate -> register, SDK-free."""
-    return PipelineSpec(
+    return pipeline_spec(
+        cfg,
+        PYTORCH_IMAGE,
         parameters=(
             Parameter(MIN_IMPROVEMENT, 0.10),
             Parameter(APPROVAL, "PendingManualApproval"),
@@ -217,7 +207,6 @@ def training_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
         steps=(_prepare_step(cfg), _train_step(cfg), _evaluate_step(cfg)),
         gate=_gate(cfg),
         instance_types={"processing": ParamRef(PROCESSING_INSTANCE), "training": ParamRef(TRAINING_INSTANCE)},
-        **_common(cfg),  # type: ignore[arg-type]
     )
 
 
@@ -250,7 +239,9 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
             ParamRef(DAILY_FEATURES),
         ),
     )
-    return PipelineSpec(
+    return pipeline_spec(
+        cfg,
+        PYTORCH_IMAGE,
         parameters=(
             Parameter(MODEL_URI, f"s3://{cfg.bucket}/models/demand/"),
             Parameter(MODEL_SHA256, ""),
@@ -260,5 +251,4 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
         ),
         steps=(forecast,),
         instance_types={"processing": ParamRef(PROCESSING_INSTANCE)},
-        **_common(cfg),  # type: ignore[arg-type]
     )

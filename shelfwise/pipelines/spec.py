@@ -198,3 +198,40 @@ class PipelineSpec:
 
     def parameter_defaults(self) -> dict[str, float | str]:
         return {p.name: p.default for p in self.parameters}
+
+
+@dataclass(frozen=True)
+class FrameworkImage:
+    """The SageMaker framework image every step of a pipeline runs on."""
+
+    framework: str  # e.g. "xgboost", "pytorch"
+    version: str
+    #: The image's Python (`py313`) for frameworks that publish one image per Python version (pytorch).
+    py_version: str | None = None
+
+
+def pipeline_spec(
+    cfg: PipelineConfig,
+    image: FrameworkImage,
+    parameters: tuple[Parameter, ...],
+    steps: tuple[ProcessingStep | TrainingStep, ...],
+    instance_types: Mapping[str, ParamRef],
+    gate: Gate | None = None,
+) -> PipelineSpec:
+    """A domain's spec, with what differs between deployments (name, role, region, bucket, code, key) from `cfg`."""
+    return PipelineSpec(
+        name=cfg.pipeline_name,
+        role_arn=cfg.role_arn,
+        region=cfg.region,
+        bucket=cfg.bucket,
+        framework=image.framework,
+        framework_version=image.version,
+        py_version=image.py_version,
+        parameters=parameters,
+        steps=steps,
+        gate=gate,
+        source_uri=cfg.source_uri,
+        source_file=cfg.source_file,
+        instance_types=instance_types,
+        kms_key_arn=cfg.kms_key_arn,
+    )

@@ -19,7 +19,7 @@ requirements (`sagemaker/visual/requirements.txt`) that the deployment stages as
 from __future__ import annotations
 
 # The demand pipeline's image: one PyTorch image for every pipeline that trains a network.
-from shelfwise.demand.pipeline import PYTHON_VERSION, PYTORCH_VERSION
+from shelfwise.demand.pipeline import PYTORCH_IMAGE
 from shelfwise.pipelines.spec import (
     AtLeast,
     EvaluationValue,
@@ -38,6 +38,7 @@ from shelfwise.pipelines.spec import (
     S3Uri,
     StepOutput,
     TrainingStep,
+    pipeline_spec,
 )
 from shelfwise.visual.search_store import LAKE_PREFIX
 from shelfwise.visual.service import INDEX_NAME
@@ -164,21 +165,6 @@ def _gate(cfg: PipelineConfig) -> Gate:
     )
 
 
-def _common(cfg: PipelineConfig) -> dict[str, object]:
-    return {
-        "name": cfg.pipeline_name,
-        "role_arn": cfg.role_arn,
-        "region": cfg.region,
-        "bucket": cfg.bucket,
-        "framework": "pytorch",
-        "framework_version": PYTORCH_VERSION,
-        "py_version": PYTHON_VERSION,
-        "source_uri": cfg.source_uri,
-        "source_file": cfg.source_file,
-        "kms_key_arn": cfg.kms_key_arn,
-    }
-
-
 def _data_parameters(cfg: PipelineConfig) -> tuple[Parameter, ...]:
     return (
         Parameter(PRODUCTS, f"s3://{cfg.bucket}/{PRODUCTS_PREFIX}"),
@@ -189,7 +175,9 @@ def _data_parameters(cfg: PipelineConfig) -> tuple[Parameter, ...]:
 
 def training_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
     """prepare -> train -> evaluate -> gate -> register, SDK-free."""
-    return PipelineSpec(
+    return pipeline_spec(
+        cfg,
+        PYTORCH_IMAGE,
         parameters=(
             Parameter(MIN_MARGIN, 0.10),
             Parameter(APPROVAL, "PendingManualApproval"),
@@ -201,7 +189,6 @@ def training_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
         steps=(_prepare_step(cfg), _train_step(cfg), _evaluate_step(cfg)),
         gate=_gate(cfg),
         instance_types={"processing": ParamRef(PROCESSING_INSTANCE), "training": ParamRef(TRAINING_INSTANCE)},
-        **_common(cfg),  # type: ignore[arg-type]
     )
 
 
@@ -238,7 +225,9 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
             INDEX_NAME,
         ),
     )
-    return PipelineSpec(
+    return pipeline_spec(
+        cfg,
+        PYTORCH_IMAGE,
         parameters=(
             Parameter(MODEL_URI, f"s3://{cfg.bucket}/models/visual/"),
             Parameter(MODEL_SHA256, ""),
@@ -250,5 +239,4 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
         ),
         steps=(build,),
         instance_types={"processing": ParamRef(PROCESSING_INSTANCE)},
-        **_common(cfg),  # type: ignore[arg-type]
     )
