@@ -357,12 +357,23 @@ def demo_report(
 
 
 def _evaluation_figures(evaluation: Mapping[str, Any]) -> str:
-    """The evaluation document's top-level figures ("name 0.812, ..."): its layout is the pipeline's to choose."""
-    return ", ".join(
-        f"{name} {value:.3f}"
-        for name, value in evaluation.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    )
+    """The gated figures of the training run's evaluation (`sagemaker/visual/evaluate.py`) and their margins over the
+    best baseline; empty when the document has no learned figures."""
+    learned, margins = evaluation.get("visual", {}), evaluation.get("margins", {})
+    names = {
+        "photo_recall_at_1": "product from a photo, recall@1",
+        "similar_from_photo_precision_at_1": "similar products from a photo, precision@1",
+    }
+    parts = [
+        f"{label} {learned[name]:.3f}" + (f" ({margins[name]:+.3f} over the best baseline)" if name in margins else "")
+        for name, label in names.items()
+        if name in learned
+    ]
+    if "similar_precision_at_1" in learned:
+        parts.append(f"similar products from the catalogue image, precision@1 {learned['similar_precision_at_1']:.3f}")
+    if parts and "held_out" in evaluation and "products" in evaluation:
+        parts.insert(0, f"on {evaluation['held_out']} held-out of {evaluation['products']} products")
+    return "; ".join(parts)
 
 
 # ---- the requests -------------------------------------------------------------------------------------------------
