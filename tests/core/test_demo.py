@@ -86,11 +86,14 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
     assert any(a["reasons"] for a in answers if not a["cold_start"])
     # visual: three searches with five answers each, drawn on the contact sheet; its routes answered
     assert len(visual.rows) == 3
-    assert visual.picture is not None and visual.picture.read_bytes().startswith(b"\x89PNG")
+    assert visual.picture is not None
+    assert visual.picture.read_bytes().startswith(b"\x89PNG")
     similar = [e for e in result.exchanges if e.path.startswith("/products/") and e.status == 200]
-    assert similar and all(len(e.body["results"]) > 0 for e in similar)
+    assert similar
+    assert all(len(e.body["results"]) > 0 for e in similar)
     searches = [e for e in result.exchanges if e.path.startswith("/search/visual") and e.status == 200]
-    assert searches and all(e.body["results"] for e in searches)
+    assert searches
+    assert all(e.body["results"] for e in searches)
     for zone in ("raw", "curated", "features", "models", "predictions"):
         assert result.zones[zone][0] > 0, zone
         assert result.zone_rows.get(zone, 0) > 0 or zone == "predictions", zone

@@ -257,7 +257,8 @@ def test_deepar_ensemble_trains_on_censored_days_pools_paths_and_survives_a_roun
 
     model_store.save_predictor(tmp_path / "model", model_store.FINAL_PREDICTOR, predictor, codes)
     loaded, loaded_codes = model_store.load_predictor(tmp_path / "model", model_store.FINAL_PREDICTOR)
-    assert len(loaded.members) == 2 and loaded_codes == codes
+    assert len(loaded.members) == 2
+    assert loaded_codes == codes
     np.testing.assert_array_equal(deepar_paths(loaded, loaded_codes, panel, n_paths=21), paths)
 
 
@@ -266,7 +267,7 @@ def test_a_model_folder_without_ensemble_members_is_refused_by_name(tmp_path) ->
 
     (tmp_path / model_store.FINAL_PREDICTOR).mkdir()  # the layout of one network, before ensembles
     (tmp_path / model_store.CODES).write_text("{}")
-    with pytest.raises(FileNotFoundError, match="network-<n>.*train it again"):
+    with pytest.raises(FileNotFoundError, match=r"network-<n>.*train it again"):
         model_store.load_predictor(tmp_path, model_store.FINAL_PREDICTOR)
 
 
