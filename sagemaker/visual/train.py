@@ -30,6 +30,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--wheels", type=Path, default=Path(channel("SM_CHANNEL_WHEELS", "/opt/ml/input/data/wheels")))
     parser.add_argument("--model-dir", type=Path, default=Path(channel("SM_MODEL_DIR", "/opt/ml/model")))
     parser.add_argument("--epochs", type=int, default=90, help="0 leaves the network as initialised")
+    parser.add_argument("--category_weight", type=float, default=2.0, help="of the category loss")
+    parser.add_argument("--scene_probability", type=float, default=0.9, help="of a cluttered scene in a photo")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(**hyperparameters_file(parser))
     return parser.parse_args(argv)
@@ -38,13 +40,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> str:
     args = parse_args(argv)
     install_wheelhouse(args.wheels)
+    from shelfwise.visual.augment import PhotoSettings
     from shelfwise.visual.embedding import EmbeddingSettings
     from shelfwise.visual.training_data import load_catalogue, load_split
 
     catalogue = load_catalogue(args.catalogue)
     split = load_split(args.catalogue)
     training = catalogue.subset(split.rows(catalogue).train)
-    settings = EmbeddingSettings(image_size=catalogue.images.shape[1], epochs=args.epochs, seed=args.seed)
+    settings = EmbeddingSettings(
+        image_size=catalogue.images.shape[1],
+        epochs=args.epochs,
+        seed=args.seed,
+        category_weight=args.category_weight,
+        photo=PhotoSettings(scene_probability=args.scene_probability),
+    )
     started = time.perf_counter()
     model = settings.train(training, lambda epoch, total, loss: print(f"epoch {epoch}/{total}: loss {loss:.4f}"))
     seconds = round(time.perf_counter() - started, 1)

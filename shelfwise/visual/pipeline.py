@@ -47,6 +47,9 @@ PREPARE, TRAIN, EVALUATE, GATE = "PrepareVisualData", "TrainVisualModel", "Evalu
 REGISTER, FAIL, BUILD_INDEX = "RegisterVisualModel", "VisualModelRejected", "BuildVisualIndex"
 
 MIN_MARGIN, APPROVAL, EPOCHS = "MinMarginOverBaselines", "ModelApprovalStatus", "Epochs"
+#: The objective per catalogue: the category loss's weight, and how often a training photo is a cluttered scene (a
+#: catalogue of garments on black, such as Fashion-MNIST, does better without: `shelfwise bench visual`).
+CATEGORY_WEIGHT, SCENE_PROBABILITY = "CategoryWeight", "SceneProbability"
 PRODUCTS, IMAGES, WHEELHOUSE = "ProductsUri", "ImagesUri", "WheelhouseUri"
 MODEL_URI, MODEL_SHA256, MODEL_PACKAGE = "ModelUri", "ModelSha256", "ModelPackageArn"
 #: The deployment's search backend (`shelfwise:searchBackend`) and, for the OpenSearch ones, its endpoint: the daily
@@ -107,7 +110,12 @@ def _train_step(cfg: PipelineConfig) -> TrainingStep:
             Input("catalogue", StepOutput(PREPARE, "catalogue"), "/opt/ml/input/data/catalogue"),
             Input("wheels", ParamRef(WHEELHOUSE), "/opt/ml/input/data/wheels", optional=True),
         ),
-        hyperparameters={"seed": "0", "epochs": ParamRef(EPOCHS)},
+        hyperparameters={
+            "seed": "0",
+            "epochs": ParamRef(EPOCHS),
+            "category_weight": ParamRef(CATEGORY_WEIGHT),
+            "scene_probability": ParamRef(SCENE_PROBABILITY),
+        },
         output_path=S3Uri((cfg.bucket, "models", "visual")),
     )
 
@@ -182,6 +190,8 @@ def training_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
             Parameter(MIN_MARGIN, 0.10),
             Parameter(APPROVAL, "PendingManualApproval"),
             Parameter(EPOCHS, "90"),
+            Parameter(CATEGORY_WEIGHT, "2.0"),
+            Parameter(SCENE_PROBABILITY, "0.9"),
             *_data_parameters(cfg),
             Parameter(PROCESSING_INSTANCE, "ml.m5.xlarge"),
             Parameter(TRAINING_INSTANCE, "ml.m5.2xlarge"),

@@ -178,6 +178,15 @@ def test_the_definitions_are_the_same_bytes_from_build_to_build_and_gate_on_both
     assert {json.dumps(c["RightValue"]) for c in conditions} == {'{"Get": "Parameters.MinMarginOverBaselines"}'}
     assert found["TrainVisualModel"]["Arguments"]["HyperParameters"]["epochs"] == {"Get": "Parameters.Epochs"}
     assert parameters(training)["Epochs"] == "90"
+    # The objective's settings are parameters too, defaulting to the model's own.
+    from shelfwise.visual.augment import PhotoSettings
+    from shelfwise.visual.embedding import EmbeddingSettings
+
+    hyperparameters = found["TrainVisualModel"]["Arguments"]["HyperParameters"]
+    assert hyperparameters["category_weight"] == {"Get": "Parameters.CategoryWeight"}
+    assert hyperparameters["scene_probability"] == {"Get": "Parameters.SceneProbability"}
+    assert float(parameters(training)["CategoryWeight"]) == EmbeddingSettings().category_weight
+    assert float(parameters(training)["SceneProbability"]) == PhotoSettings().scene_probability
     register = found["RegisterVisualModel"]["Arguments"]
     assert register["ModelPackageGroupName"] == "test-visual"
     assert {"artifact_sha256", "model_version"} <= set(register["CustomerMetadataProperties"])
