@@ -12,6 +12,7 @@ build to build, for the CDK stacks; `shelfwise.pipelines.local` runs them on thi
 from __future__ import annotations
 
 from shelfwise.pipelines.spec import (
+    PROCESSING,
     AtLeast,
     EvaluationValue,
     ExecutionId,
@@ -31,6 +32,8 @@ from shelfwise.pipelines.spec import (
     StepOutput,
     TrainingStep,
     pipeline_spec,
+    quarantine_output,
+    run_uri,
 )
 
 PREPARE, TRAIN, EVALUATE, GATE = "PrepareChurnData", "TrainChurnModel", "EvaluateChurnModel", "ChurnModelGate"
@@ -47,7 +50,6 @@ PROCESSING_INSTANCE, TRAINING_INSTANCE = "ProcessingInstanceType", "TrainingInst
 XGBOOST_VERSION = "3.2-0"
 XGBOOST_IMAGE = FrameworkImage("xgboost", XGBOOST_VERSION)
 EVALUATION_FILE = "evaluation.json"
-PROCESSING = "/opt/ml/processing"
 #: Where an execution keeps its intermediate data: `<RUNS_PREFIX>/<execution id>/<step>/<output>/`.
 RUNS_PREFIX = "pipelines/churn"
 PREDICTIONS_PREFIX = "predictions/churn/"
@@ -62,15 +64,6 @@ REGISTERED_METADATA = {
 }
 
 
-def _run_uri(bucket: str, *parts: str) -> S3Uri:
-    """A location private to one pipeline execution."""
-    return S3Uri((bucket, *RUNS_PREFIX.split("/"), ExecutionId(), *parts))
-
-
-def _quarantine(cfg: PipelineConfig, step: str) -> Output:
-    return Output("quarantine", S3Uri((cfg.bucket, "quarantine", step, ExecutionId())), f"{PROCESSING}/quarantine")
-
-
 def _prepare_step(cfg: PipelineConfig) -> ProcessingStep:
     return ProcessingStep(
         name=PREPARE,
@@ -80,8 +73,11 @@ def _prepare_step(cfg: PipelineConfig) -> ProcessingStep:
             Input("cold-start", ParamRef(COLD_START_FEATURES), f"{PROCESSING}/input/cold-start"),
         ),
         outputs=(
-            *(Output(name, _run_uri(cfg.bucket, "prepare", name), f"{PROCESSING}/{name}") for name in _SPLITS),
-            _quarantine(cfg, "churn-prepare"),
+            *(
+                Output(name, run_uri(cfg.bucket, RUNS_PREFIX, "prepare", name), f"{PROCESSING}/{name}")
+                for name in _SPLITS
+            ),
+            quarantine_output(cfg.bucket, "churn-prepare"),
         ),
     )
 
@@ -110,7 +106,7 @@ def _evaluate_step(cfg: PipelineConfig) -> ProcessingStep:
             Input("train", StepOutput(PREPARE, "refit"), f"{PROCESSING}/train"),
             Input("test", StepOutput(PREPARE, "test"), f"{PROCESSING}/test"),
         ),
-        outputs=(Output("evaluation", _run_uri(cfg.bucket, "evaluation"), f"{PROCESSING}/evaluation"),),
+        outputs=(Output("evaluation", run_uri(cfg.bucket, RUNS_PREFIX, "evaluation"), f"{PROCESSING}/evaluation"),),
         property_file=PropertyFile("ChurnEvaluation", "evaluation", EVALUATION_FILE),
     )
 
@@ -121,7 +117,7 @@ def _register_step(cfg: PipelineConfig) -> RegisterStep:
         model=ModelArtifacts(TRAIN),
         group=cfg.model_package_group,
         approval_status=ParamRef(APPROVAL),
-        metrics_uri=_run_uri(cfg.bucket, "evaluation", EVALUATION_FILE),
+        metrics_uri=run_uri(cfg.bucket, RUNS_PREFIX, "evaluation", EVALUATION_FILE),
         metadata={key: EvaluationValue(EVALUATE, path) for key, path in REGISTERED_METADATA.items()},
     )
 
@@ -190,7 +186,7 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
                 S3Uri((cfg.bucket, *PREDICTIONS_PREFIX.strip("/").split("/"), ExecutionId())),
                 f"{PROCESSING}/predictions",
             ),
-            _quarantine(cfg, "churn-batch-score"),
+            quarantine_output(cfg.bucket, "churn-batch-score"),
         ),
         arguments=(
             "--model-sha256",

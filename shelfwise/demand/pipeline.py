@@ -15,6 +15,7 @@ wheelhouse of the pinned requirements (`sagemaker/demand/requirements.txt`) that
 from __future__ import annotations
 
 from shelfwise.pipelines.spec import (
+    PROCESSING,
     AtLeast,
     EvaluationValue,
     ExecutionId,
@@ -34,6 +35,8 @@ from shelfwise.pipelines.spec import (
     StepOutput,
     TrainingStep,
     pipeline_spec,
+    quarantine_output,
+    run_uri,
 )
 
 PREPARE, TRAIN, EVALUATE, GATE = "PrepareDemandData", "TrainDemandModel", "EvaluateDemandModel", "DemandModelGate"
@@ -59,7 +62,6 @@ PROCESSING_INSTANCE, TRAINING_INSTANCE = "ProcessingInstanceType", "TrainingInst
 PYTORCH_VERSION, PYTHON_VERSION = "2.10.0", "py313"
 PYTORCH_IMAGE = FrameworkImage("pytorch", PYTORCH_VERSION, PYTHON_VERSION)
 EVALUATION_FILE = "evaluation.json"
-PROCESSING = "/opt/ml/processing"
 RUNS_PREFIX = "pipelines/demand"
 PREDICTIONS_PREFIX = "predictions/demand/"
 DAILY_PREFIX, STATIC_PREFIX = "features/demand/daily/", "features/demand/static/"
@@ -73,14 +75,6 @@ REGISTERED_METADATA = {
     "feature_set_version": "feature_set_version",
     "forecaster": "selected",
 }
-
-
-def _run_uri(bucket: str, *parts: str) -> S3Uri:
-    return S3Uri((bucket, *RUNS_PREFIX.split("/"), ExecutionId(), *parts))
-
-
-def _quarantine(cfg: PipelineConfig, step: str) -> Output:
-    return Output("quarantine", S3Uri((cfg.bucket, "quarantine", step, ExecutionId())), f"{PROCESSING}/quarantine")
 
 
 def _wheels() -> Input:
@@ -102,8 +96,8 @@ def _prepare_step(cfg: PipelineConfig) -> ProcessingStep:
             _wheels(),
         ),
         outputs=(
-            Output("panel", _run_uri(cfg.bucket, "prepare", "panel"), f"{PROCESSING}/panel"),
-            _quarantine(cfg, "demand-prepare"),
+            Output("panel", run_uri(cfg.bucket, RUNS_PREFIX, "prepare", "panel"), f"{PROCESSING}/panel"),
+            quarantine_output(cfg.bucket, "demand-prepare"),
         ),
         # The partition's files do not carry their date; its URI does.
         arguments=("--daily-partition", ParamRef(DAILY_FEATURES)),
@@ -133,9 +127,9 @@ def _evaluate_step(cfg: PipelineConfig) -> ProcessingStep:
             _wheels(),
         ),
         outputs=(
-            Output("evaluation", _run_uri(cfg.bucket, "evaluation"), f"{PROCESSING}/evaluation"),
+            Output("evaluation", run_uri(cfg.bucket, RUNS_PREFIX, "evaluation"), f"{PROCESSING}/evaluation"),
             # The trained networks with the selection: what is registered, and what the batch forecast serves.
-            Output("package", _run_uri(cfg.bucket, "package"), f"{PROCESSING}/package"),
+            Output("package", run_uri(cfg.bucket, RUNS_PREFIX, "package"), f"{PROCESSING}/package"),
         ),
         property_file=PropertyFile("DemandEvaluation", "evaluation", EVALUATION_FILE),
         arguments=("--candidates", ParamRef(CANDIDATES), "--sample-series", ParamRef(BACKTEST_SERIES)),
@@ -145,10 +139,10 @@ def _evaluate_step(cfg: PipelineConfig) -> ProcessingStep:
 def _register_step(cfg: PipelineConfig) -> RegisterStep:
     return RegisterStep(
         name=REGISTER,
-        model=_run_uri(cfg.bucket, "package", "model.tar.gz"),
+        model=run_uri(cfg.bucket, RUNS_PREFIX, "package", "model.tar.gz"),
         group=cfg.model_package_group,
         approval_status=ParamRef(APPROVAL),
-        metrics_uri=_run_uri(cfg.bucket, "evaluation", EVALUATION_FILE),
+        metrics_uri=run_uri(cfg.bucket, RUNS_PREFIX, "evaluation", EVALUATION_FILE),
         metadata={key: EvaluationValue(EVALUATE, path) for key, path in REGISTERED_METADATA.items()},
         content_types=("application/json",),
         response_types=("application/json",),
@@ -228,7 +222,7 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
                 S3Uri((cfg.bucket, *PREDICTIONS_PREFIX.strip("/").split("/"), ExecutionId())),
                 f"{PROCESSING}/predictions",
             ),
-            _quarantine(cfg, "demand-forecast"),
+            quarantine_output(cfg.bucket, "demand-forecast"),
         ),
         arguments=(
             "--model-sha256",

@@ -200,6 +200,20 @@ class PipelineSpec:
         return {p.name: p.default for p in self.parameters}
 
 
+#: Where a processing job finds its inputs and leaves its outputs.
+PROCESSING = "/opt/ml/processing"
+
+
+def run_uri(bucket: str, runs_prefix: str, *parts: str) -> S3Uri:
+    """A location private to one pipeline execution, under the domain's `runs_prefix` (e.g. "pipelines/demand")."""
+    return S3Uri((bucket, *runs_prefix.split("/"), ExecutionId(), *parts))
+
+
+def quarantine_output(bucket: str, step: str) -> Output:
+    """A processing step's rejected rows, by execution, under `quarantine/<step>/`."""
+    return Output("quarantine", S3Uri((bucket, "quarantine", step, ExecutionId())), f"{PROCESSING}/quarantine")
+
+
 @dataclass(frozen=True)
 class FrameworkImage:
     """The SageMaker framework image every step of a pipeline runs on."""

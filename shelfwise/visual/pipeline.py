@@ -21,6 +21,7 @@ from __future__ import annotations
 # The demand pipeline's image: one PyTorch image for every pipeline that trains a network.
 from shelfwise.demand.pipeline import PYTORCH_IMAGE
 from shelfwise.pipelines.spec import (
+    PROCESSING,
     AtLeast,
     EvaluationValue,
     ExecutionId,
@@ -39,6 +40,8 @@ from shelfwise.pipelines.spec import (
     StepOutput,
     TrainingStep,
     pipeline_spec,
+    quarantine_output,
+    run_uri,
 )
 from shelfwise.visual.search_store import LAKE_PREFIX
 from shelfwise.visual.service import INDEX_NAME
@@ -58,7 +61,6 @@ SEARCH_BACKEND, SEARCH_ENDPOINT = "SearchBackend", "SearchEndpoint"
 PROCESSING_INSTANCE, TRAINING_INSTANCE = "ProcessingInstanceType", "TrainingInstanceType"
 
 EVALUATION_FILE = "evaluation.json"
-PROCESSING = "/opt/ml/processing"
 RUNS_PREFIX = "pipelines/visual"
 #: The raw zone's products snapshot and product images (`shelfwise.ingest`).
 PRODUCTS_PREFIX, IMAGES_PREFIX = "raw/products/", "raw/product_images/"
@@ -69,14 +71,6 @@ WHEELHOUSE_PREFIX = "code/visual/wheelhouse/"
 PHOTO_MARGIN, SIMILAR_MARGIN = "margins.photo_recall_at_1", "margins.similar_from_photo_precision_at_1"
 #: Customer metadata of a registered package, as the evaluation step measured it.
 REGISTERED_METADATA = {"artifact_sha256": "artifact.sha256", "model_version": "model_version"}
-
-
-def _run_uri(bucket: str, *parts: str) -> S3Uri:
-    return S3Uri((bucket, *RUNS_PREFIX.split("/"), ExecutionId(), *parts))
-
-
-def _quarantine(cfg: PipelineConfig, step: str) -> Output:
-    return Output("quarantine", S3Uri((cfg.bucket, "quarantine", step, ExecutionId())), f"{PROCESSING}/quarantine")
 
 
 def _wheels() -> Input:
@@ -96,8 +90,8 @@ def _prepare_step(cfg: PipelineConfig) -> ProcessingStep:
         script="prepare.py",
         inputs=(*_raw_inputs(), _wheels()),
         outputs=(
-            Output("catalogue", _run_uri(cfg.bucket, "prepare", "catalogue"), f"{PROCESSING}/catalogue"),
-            _quarantine(cfg, "visual-prepare"),
+            Output("catalogue", run_uri(cfg.bucket, RUNS_PREFIX, "prepare", "catalogue"), f"{PROCESSING}/catalogue"),
+            quarantine_output(cfg.bucket, "visual-prepare"),
         ),
     )
 
@@ -130,9 +124,9 @@ def _evaluate_step(cfg: PipelineConfig) -> ProcessingStep:
             _wheels(),
         ),
         outputs=(
-            Output("evaluation", _run_uri(cfg.bucket, "evaluation"), f"{PROCESSING}/evaluation"),
+            Output("evaluation", run_uri(cfg.bucket, RUNS_PREFIX, "evaluation"), f"{PROCESSING}/evaluation"),
             # The trained weights with their ONNX export: what is registered, and what the index build embeds with.
-            Output("package", _run_uri(cfg.bucket, "package"), f"{PROCESSING}/package"),
+            Output("package", run_uri(cfg.bucket, RUNS_PREFIX, "package"), f"{PROCESSING}/package"),
         ),
         property_file=PropertyFile("VisualEvaluation", "evaluation", EVALUATION_FILE),
     )
@@ -141,10 +135,10 @@ def _evaluate_step(cfg: PipelineConfig) -> ProcessingStep:
 def _register_step(cfg: PipelineConfig) -> RegisterStep:
     return RegisterStep(
         name=REGISTER,
-        model=_run_uri(cfg.bucket, "package", "model.tar.gz"),
+        model=run_uri(cfg.bucket, RUNS_PREFIX, "package", "model.tar.gz"),
         group=cfg.model_package_group,
         approval_status=ParamRef(APPROVAL),
-        metrics_uri=_run_uri(cfg.bucket, "evaluation", EVALUATION_FILE),
+        metrics_uri=run_uri(cfg.bucket, RUNS_PREFIX, "evaluation", EVALUATION_FILE),
         metadata={key: EvaluationValue(EVALUATE, path) for key, path in REGISTERED_METADATA.items()},
         content_types=("image/png", "image/jpeg", "image/webp"),
         response_types=("application/json",),
@@ -214,7 +208,7 @@ def scoring_pipeline_spec(cfg: PipelineConfig) -> PipelineSpec:
                 S3Uri((cfg.bucket, *PREDICTIONS_PREFIX.strip("/").split("/"), ExecutionId())),
                 f"{PROCESSING}/predictions",
             ),
-            _quarantine(cfg, "visual-embed"),
+            quarantine_output(cfg.bucket, "visual-embed"),
         ),
         arguments=(
             "--model-sha256",
