@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import os
+import tarfile
 from pathlib import Path
 
 import pandas as pd
@@ -93,6 +94,23 @@ def registered_archive(model_dir: Path, expected_sha256: str) -> Path:
     actual = sha256_of(archive)
     if actual != expected_sha256:
         raise SystemExit(f"model archive sha256 {actual} differs from the registered {expected_sha256}; refusing it")
+    return archive
+
+
+def unpack_archive(archive: Path, target: Path) -> Path:
+    """A model.tar.gz unpacked into `target` (members that would land outside it are refused); returns `target`."""
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def pack_folder(folder: Path, archive: Path) -> Path:
+    """The files of `folder` as a model.tar.gz at `archive`, in name order; returns `archive`."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(folder.iterdir()):
+            tar.add(path, arcname=path.name)
     return archive
 
 

@@ -28,10 +28,9 @@ import argparse
 import json
 import shutil
 import sys
-import tarfile
 from pathlib import Path
 
-from step_io import install_wheelhouse, one_archive, sha256_of, write_json
+from step_io import install_wheelhouse, one_archive, pack_folder, sha256_of, unpack_archive, write_json
 
 BASE = Path("/opt/ml/processing")
 EVALUATION_FILE = "evaluation.json"
@@ -56,23 +55,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def unpack(archive_dir: Path, target: Path) -> Path:
-    """The training step's archive, unpacked into `target`; returns the archive."""
-    archive = one_archive(archive_dir)
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(target, filter="data")
-    return archive
-
-
-def pack(folder: Path, archive: Path) -> Path:
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(folder.iterdir()):
-            tar.add(path, arcname=path.name)
-    return archive
-
-
 def main(argv: list[str]) -> str:
     args = parse_args(argv)
     install_wheelhouse(args.wheels_dir)
@@ -92,7 +74,8 @@ def main(argv: list[str]) -> str:
     from shelfwise.demand.series import load_panel
 
     work = args.evaluation_dir.parent / "evaluate-work"
-    trained_archive = unpack(args.model_dir, work / "model")
+    trained_archive = one_archive(args.model_dir)
+    unpack_archive(trained_archive, work / "model")
     model_dir = work / "model"
     training = json.loads((model_dir / "training.json").read_text(encoding="utf-8"))
     model_store.check_versions(training["versions"])
@@ -151,7 +134,7 @@ def main(argv: list[str]) -> str:
             covariates=training["covariates"],
         ),
     )
-    archive = pack(package, args.package_dir / "model.tar.gz")
+    archive = pack_folder(package, args.package_dir / "model.tar.gz")
     levels = {
         level: {
             model: {

@@ -21,12 +21,11 @@ import datetime as dt
 import itertools
 import json
 import sys
-import tarfile
 from pathlib import Path
 
 import pandas as pd
 from prepare import AS_OF, PAIR, VERSION_COLUMN, daily_reasons, one_as_of, read_features, read_holidays
-from step_io import install_wheelhouse, registered_archive, write_parquet
+from step_io import install_wheelhouse, registered_archive, unpack_archive, write_parquet
 
 BASE = Path("/opt/ml/processing")
 ONLINE_RECORDS = "online_records.jsonl"
@@ -50,10 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def verified_model(model_dir: Path, expected_sha256: str, work: Path) -> Path:
     """The model archive unpacked into `work`, after checking its bytes are the registered ones."""
-    work.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(registered_archive(model_dir, expected_sha256), "r:gz") as tar:
-        tar.extractall(work, filter="data")
-    return work
+    return unpack_archive(registered_archive(model_dir, expected_sha256), work)
 
 
 def main(argv: list[str]) -> str:

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-import tarfile
 from pathlib import Path
 
 import pandas as pd
 from prepare import newest_snapshot, read_images
-from step_io import install_wheelhouse, registered_archive, write_json, write_parquet
+from step_io import install_wheelhouse, registered_archive, unpack_archive, write_json, write_parquet
 
 BASE = Path("/opt/ml/processing")
 ONNX_FILE = "model.onnx"
@@ -74,8 +73,7 @@ def main(argv: list[str]) -> str:
         raise SystemExit(f"--index-uri must end in {LAKE_PREFIX}, where the API reads the index; got {args.index_uri}")
     work = args.predictions_dir.parent / "embed-work"
     work.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(registered_archive(args.model_dir, args.model_sha256), "r:gz") as tar:
-        tar.extractall(work / "model", filter="data")
+    unpack_archive(registered_archive(args.model_dir, args.model_sha256), work / "model")
     model = (work / "model" / ONNX_FILE).read_bytes()
     embedder = QueryEmbedder.from_bytes(model)
 

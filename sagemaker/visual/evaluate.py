@@ -18,11 +18,10 @@ import argparse
 import json
 import shutil
 import sys
-import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from step_io import install_wheelhouse, one_archive, sha256_of, write_json
+from step_io import install_wheelhouse, one_archive, pack_folder, sha256_of, unpack_archive, write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,21 +43,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="of the evaluation's shopper photos")
     parser.add_argument("--onnx-tolerance", type=float, default=1e-4)
     return parser.parse_args(argv)
-
-
-def unpack(archive: Path, target: Path) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(target, filter="data")
-    return target
-
-
-def pack(folder: Path, archive: Path) -> Path:
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(folder.iterdir()):
-            tar.add(path, arcname=path.name)
-    return archive
 
 
 def onnx_difference(onnx_model: bytes, model: EmbeddingModel, images: np.ndarray) -> float:
@@ -89,7 +73,7 @@ def main(argv: list[str]) -> str:
 
     work = args.evaluation_dir.parent / "evaluate-work"
     trained = one_archive(args.model_dir)
-    model_dir = unpack(trained, work / "model")
+    model_dir = unpack_archive(trained, work / "model")
     model = EmbeddingModel.load(model_dir)
     training = json.loads((model_dir / "training.json").read_text(encoding="utf-8"))
     catalogue = load_catalogue(args.catalogue_dir)
@@ -118,7 +102,7 @@ def main(argv: list[str]) -> str:
     difference = onnx_difference(onnx_model, model, catalogue.images[split.test])
     if difference > args.onnx_tolerance:
         raise SystemExit(f"ONNX Runtime's embeddings differ from PyTorch's by {difference:.2e} > {args.onnx_tolerance}")
-    archive = pack(package, args.package_dir / "model.tar.gz")
+    archive = pack_folder(package, args.package_dir / "model.tar.gz")
     model_version = f"{meta['snapshot']}-{sha256_of(trained)[:8]}"
     evaluation = {
         "visual": learned.figures(),
