@@ -50,3 +50,19 @@ def test_unknown_data_is_refused_naming_the_choices(tmp_path: Path) -> None:
         resolve_catalogue("mnist")
     with pytest.raises(typer.BadParameter, match=r"no products\.parquet"):
         resolve_catalogue(f"world:{tmp_path}")
+
+
+def test_fashion_mnist_trains_without_scenes_and_the_options_still_win() -> None:
+    from shelfwise.bench.visual import training_settings
+    from shelfwise.visual.embedding import EmbeddingSettings
+
+    world = training_settings("world", 64, None, 0, None, None)
+    assert world.category_weight == EmbeddingSettings().category_weight
+    assert world.photo.scene_probability > 0
+    fashion = training_settings("fashion-mnist", 28, None, 0, None, None)
+    assert fashion.category_weight == 4.0
+    assert fashion.photo.scene_probability == 0
+    assert fashion.photo.clutter == 0
+    chosen = training_settings("fashion-mnist", 28, 5, 1, 1.5, True)
+    assert (chosen.category_weight, chosen.epochs, chosen.seed) == (1.5, 5, 1)
+    assert chosen.photo.scene_probability > 0
