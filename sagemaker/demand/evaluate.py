@@ -180,7 +180,7 @@ def main(argv: list[str]) -> str:
         "versions": training["versions"],
         "artifact": {"sha256": sha256_of(archive)},
         "seconds": {**training["seconds"], **{k: round(v, 1) for k, v in result.seconds.items()}},
-        "examples": pick_examples(result, selected),
+        "examples": pick_examples(result, RECONCILED if selected == "deepar" and reconcile_to_total else selected),
     }
     write_json(evaluation, args.evaluation_dir / EVALUATION_FILE)
     return (

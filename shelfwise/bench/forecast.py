@@ -214,7 +214,7 @@ def event_weeks(result: BacktestResult, holidays: RegionalHolidays) -> dict[str,
     for name, parts in cells.items():
         actual = np.concatenate([np.where(mask, sales, np.nan)[mask.any(axis=1)] for sales, _, mask in parts])
         out[name] = {}
-        for model in CANDIDATES:
+        for model in (*CANDIDATES, RECONCILED):
             quantiles = np.concatenate(
                 [np.quantile(p[model], QUANTILES, axis=1)[:, mask.any(axis=1)] for _, p, mask in parts], axis=1
             )
@@ -225,12 +225,12 @@ def event_weeks(result: BacktestResult, holidays: RegionalHolidays) -> dict[str,
 def event_table(weeks: dict[str, dict[str, float]]) -> Table:
     table = Table(title="wQL (store x SKU, against sales) over the retail peaks; margin: 1 - DeepAR / seasonal naive")
     table.add_column("days")
-    for model in CANDIDATES:
-        table.add_column(CANDIDATE_NAMES[model], justify="right")
-    table.add_column("DeepAR's margin", justify="right")
+    for model in (*CANDIDATES, RECONCILED):
+        table.add_column(CANDIDATE_NAMES.get(model, model), justify="right")
+    table.add_column("DeepAR's margin (plain / reconciled)", justify="right")
     for week, wql in weeks.items():
-        margin = 1 - wql["deepar"] / wql[BASELINE]
-        table.add_row(week, *(f"{wql[m]:.3f}" for m in CANDIDATES), f"{margin:+.1%}")
+        margins = " / ".join(f"{1 - wql[m] / wql[BASELINE]:+.1%}" for m in ("deepar", RECONCILED))
+        table.add_row(week, *(f"{wql[m]:.3f}" for m in (*CANDIDATES, RECONCILED)), margins)
     return table
 
 

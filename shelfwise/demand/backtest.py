@@ -82,7 +82,8 @@ class WindowScores:
 
 @dataclass(frozen=True)
 class SampledWindow:
-    """The sampled series in one window: every candidate's paths, what happened, and the sales before it."""
+    """The sampled series in one window: every candidate's paths (and `RECONCILED`), what happened, and the sales
+    before it."""
 
     cutoff: dt.date
     keys: pd.DataFrame
@@ -227,7 +228,7 @@ def run_backtest(
                 keys=units.keys,
                 paths={
                     **{name: p if p.shape[0] == len(sample) else p[sample] for name, p in paths.items()},
-                    "deepar": widen(deepar["deepar"][BOTTOM].paths, spread["deepar"][BOTTOM]),
+                    **{variant: widen(deepar[variant][BOTTOM].paths, spread[variant][BOTTOM]) for variant in VARIANTS},
                 },
                 sales=panel.units[sample, window],
                 true_demand=None if truth is None else truth[sample, window],
