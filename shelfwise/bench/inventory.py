@@ -2,16 +2,18 @@
 
 On the synthetic world's true demand over the last 28 days (what stockouts hid included), a sample of store x SKUs
 replays two periodic-review order-up-to policies with lost sales (`shelfwise.demand.inventory_backtest`): the
-service-level quantile of the forecast's cumulative demand (DeepAR, trained before the window, its paths widened by
-the spread factor fitted on the window before, as served) against the textbook seasonal-naive mean plus
-z x sigma x sqrt(L + R). Both know only what was known on the window's eve.
+service-level quantile of the forecast's cumulative demand against the textbook seasonal-naive mean plus
+z x sigma x sqrt(L + R). The forecast is the one served (`shelfwise.demand.batch_forecast`): DeepAR, trained before
+the window before, for every series on sale, reconciled to the total of last year's comparable days (unless
+`--no-reconcile`), its paths widened by the spread factor fitted on the window before. Both policies know only what
+was known on the window's eve.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -21,6 +23,9 @@ from rich.table import Table
 from shelfwise.bench.forecast import DEFAULT_WORLD, demand_frames, resolve_world, true_demand, world_holidays
 from shelfwise.demand.inventory_backtest import PolicyOutcome
 from shelfwise.demand.series import DemandPanel
+
+if TYPE_CHECKING:
+    from shelfwise.demand.models import DeepAREnsemble, StaticCodes
 
 SERVICE_LEVELS: tuple[float, ...] = (0.90, 0.95, 0.98)
 POLICIES: tuple[str, str] = ("forecast", "textbook")
@@ -84,10 +89,33 @@ def frontier_line(outcomes: list[PolicyOutcome]) -> str:
 
 
 def eligible_series(panel: DemandPanel, first_cutoff: int, last_cutoff: int) -> np.ndarray:
-    """Series with four weeks of history before the first window that are still on sale on the last one's eve."""
+    """Series with four weeks of history before the first window that are on sale on both windows' eves."""
     launched = panel.start_index <= first_cutoff - 28
-    on_sale = np.isfinite(panel.units[:, last_cutoff - 1])
+    on_sale = np.isfinite(panel.units[:, first_cutoff - 1]) & np.isfinite(panel.units[:, last_cutoff - 1])
     return np.flatnonzero(launched & on_sale)
+
+
+def served_sample(
+    history: DemandPanel,
+    sample: np.ndarray,
+    deepar: tuple[DeepAREnsemble, StaticCodes],
+    n_paths: int,
+    seed: int,
+    reconcile: bool,
+    spread: float,
+) -> np.ndarray:
+    """The served paths (`served_paths`) of the `sample` rows of `history`, which must all be on sale on its last
+    day; every series on sale is forecast, since the total they are reconciled to is theirs."""
+    from shelfwise.demand.backtest import BOTTOM
+    from shelfwise.demand.batch_forecast import forecast_active, served_paths
+
+    batch = forecast_active(history, "deepar", deepar, n_paths, seed)
+    paths = served_paths(batch, {BOTTOM: spread}, reconcile, seed)
+    active = np.flatnonzero(np.isfinite(history.units[:, -1]))
+    rows = np.searchsorted(active, sample)
+    if not np.array_equal(active[np.minimum(rows, len(active) - 1)], sample):
+        raise ValueError("every sampled series must be on sale on the history's last day")
+    return paths[rows]
 
 
 def command(
@@ -101,13 +129,16 @@ def command(
     review: Annotated[int, typer.Option(min=1, help="Days between two orders.")] = 7,
     paths: Annotated[int, typer.Option(min=20, help="Sample paths per series.")] = 200,
     seed: Annotated[int, typer.Option()] = 0,
+    reconcile: Annotated[
+        bool, typer.Option(help="Reconcile the series to the forecast of the total, as the backtest chose to serve.")
+    ] = True,
 ) -> None:
     """Cycle service, fill rate, stock, lost sales and cost of both policies at service levels 0.90, 0.95, 0.98."""
     from shelfwise.config import settings
-    from shelfwise.demand.aggregation import fit_spread, widen
+    from shelfwise.demand.aggregation import fit_spread
     from shelfwise.demand.backtest import training_days
     from shelfwise.demand.inventory_backtest import compare_policies
-    from shelfwise.demand.models import HORIZON, DeepARSettings, deepar_paths, train_deepar
+    from shelfwise.demand.models import HORIZON, DeepARSettings, train_deepar
     from shelfwise.demand.series import build_panel
 
     if lead_time + review > HORIZON:
@@ -132,10 +163,10 @@ def command(
         history = panel.head(training_days(panel.n_days, windows=1))
         predictor, codes = train_deepar(history, DeepARSettings(epochs=epochs, seed=seed, networks=networks), work)
         training_s = time.perf_counter() - started
-    with console.status("forecasting the calibration window and the last one"):
-        before = deepar_paths(predictor, codes, panel.head(calibration).select(sample), paths, seed)
+    with console.status("forecasting every series on sale, on the calibration window's eve and the last one's"):
+        before = served_sample(panel.head(calibration), sample, (predictor, codes), paths, seed, reconcile, 1.0)
         spread = fit_spread(before, panel.target[sample, calibration:last])
-        forecast = widen(deepar_paths(predictor, codes, panel.head(last).select(sample), paths, seed), spread)
+        forecast = served_sample(panel.head(last), sample, (predictor, codes), paths, seed, reconcile, spread)
     histories = [u[s:last] for u, s in zip(np.nan_to_num(panel.units[sample]), panel.start_index[sample], strict=True)]
     outcomes = compare_policies(forecast, truth[sample, last:], histories, SERVICE_LEVELS, lead_time, review)
     console.print(
