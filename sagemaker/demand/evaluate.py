@@ -7,8 +7,8 @@ so nothing it learned reaches into a window. Every level of the hierarchy is sco
 bias); DeepAR's paths at each level are widened by a spread factor fitted on its errors in the windows before
 (`shelfwise.demand.aggregation`), and the factors fitted on every window go into the manifest for serving.
 
-DeepAR's sums are plain sums of its series, or its series reconciled to a forecast of the total
-(`shelfwise.demand.aggregation.reconcile_to_total`): of the two whose sums' 80% intervals cover 75-85% at every
+DeepAR's sums are plain sums of its series, or its series reconciled location by location to last year's comparable
+days (`shelfwise.demand.aggregation.reconcile_by_location`): of the two whose sums' 80% intervals cover 75-85% at every
 level, the one with the lower wQL averaged over the levels, else the better calibrated (`BacktestResult.reconcile`);
 the DeepAR candidate is scored, and served, that way.
 
@@ -89,8 +89,8 @@ def main(argv: list[str]) -> str:
     backtest = model_store.load_predictor(model_dir, model_store.BACKTEST_PREDICTOR)
     result = run_backtest(panel, settings, work, trained=backtest, progress=lambda m: print(m, flush=True))
 
-    # DeepAR's sums are reconciled to the total if that is calibrated and sharper (`BacktestResult.reconcile`); the
-    # candidate is then scored (and served) reconciled, at the bottom too.
+    # DeepAR's sums are reconciled to the comparable days if that is calibrated and sharper
+    # (`BacktestResult.reconcile`); the candidate is then scored (and served) reconciled, at the bottom too.
     reconcile = result.reconcile()
     deepar = RECONCILED if reconcile else "deepar"
 

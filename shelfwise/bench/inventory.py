@@ -4,7 +4,7 @@ On the synthetic world's true demand over the last 28 days (what stockouts hid i
 replays two periodic-review order-up-to policies with lost sales (`shelfwise.demand.inventory_backtest`): the
 service-level quantile of the forecast's cumulative demand against the textbook seasonal-naive mean plus
 z x sigma x sqrt(L + R). The forecast is the one served (`shelfwise.demand.batch_forecast`): DeepAR, trained before
-the window before, for every series on sale, reconciled to the total of last year's comparable days (unless
+the window before, for every series on sale, reconciled location by location to last year's comparable days (unless
 `--no-reconcile`), its paths widened by the spread factor fitted on the window before. Both policies know only what
 was known on the window's eve.
 """

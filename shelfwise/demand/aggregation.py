@@ -14,12 +14,16 @@ their mean by a factor fitted on earlier backtest windows (`fit_spread`, the fac
 which keeps the means coherent and makes the intervals as wide as the model's past errors at that level.
 
 A model of the series misjudges their sum in the same direction everywhere (a holiday's lift too small for every
-SKU): `reconcile_to_total` scales every series' paths so that the total follows a forecast of the total itself
-(top-down by the series' own shares, path by path), and every level in between moves with it. Whether that beats
-the plain sums is the backtest's to say (`shelfwise.demand.backtest`).
+SKU): `reconcile_to_total` scales every series' paths so that their sum follows a forecast of that sum itself
+(top-down by the series' own shares, path by path), and every level above moves with it. `reconcile_by_location`
+does so within each location, to its own comparable days of last year (`shelfwise.demand.comparable_days`), so that
+Cyber Monday lands online and Black Friday in the stores. Whether that beats the plain sums is the backtest's to say
+(`shelfwise.demand.backtest`).
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import numpy as np
 import pandas as pd
@@ -121,10 +125,44 @@ def total_forecast(history: DemandPanel, shuffled: np.ndarray, seed: int = 0) ->
     n_paths, horizon = shuffled.shape[1:]
     sums = shuffled.sum(axis=0, keepdims=True)
     everything = aggregate_panel(history, np.zeros(len(history.keys), dtype=np.int64))
-    comparable = comparable_days_forecast(everything.units[0].astype(np.float64), history.start, horizon)
+    opened = int(everything.start_index[0])  # the days before the first sale are no comparable days
+    sold = everything.units[0, opened:].astype(np.float64)
+    comparable = comparable_days_forecast(sold, history.start + dt.timedelta(days=opened), horizon)
     if comparable is not None:
-        mean = sums.mean(axis=1, keepdims=True)
-        moved: np.ndarray = np.where(mean > 0, sums * comparable / np.where(mean > 0, mean, 1.0), comparable)
-        return moved
+        return moved_to(sums, comparable)
     autoets = models.autoets_paths(everything, horizon, n_paths, seed).astype(np.float64)
     return models.vincentize(sums, autoets)
+
+
+def moved_to(sums: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Summed paths (1, paths, horizon) scaled day by day to the daily `mean` (horizon,), keeping their spread."""
+    drawn = sums.mean(axis=1, keepdims=True)
+    moved: np.ndarray = np.where(drawn > 0, sums * mean / np.where(drawn > 0, drawn, 1.0), mean)
+    return moved
+
+
+def reconcile_by_location(history: DemandPanel, shuffled: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Series' paths (series, paths, horizon), in the Schaake order, reconciled location by location: each location's
+    series to its own comparable days (`reconcile_to_total` within the location), so that a peak lands where it
+    fell last year (Cyber Monday online, Black Friday in the stores); the series of locations without a year of
+    history are reconciled together to their `total_forecast`."""
+    horizon = shuffled.shape[2]
+    locations = history.keys["store_id"].astype(str).to_numpy()
+    reconciled = shuffled.astype(np.float64, copy=True)
+    done = np.zeros(len(locations), dtype=bool)
+    for location in np.unique(locations):
+        rows = locations == location
+        # From the location's first sale: the days before it opened are no comparable days.
+        opened = int(history.start_index[rows].min())
+        sold = np.nansum(history.units[rows, opened:], axis=0).astype(np.float64)
+        comparable = comparable_days_forecast(sold, history.start + dt.timedelta(days=opened), horizon)
+        if comparable is None:
+            continue
+        sums = shuffled[rows].sum(axis=0, keepdims=True)
+        reconciled[rows] = reconcile_to_total(shuffled[rows], moved_to(sums, comparable))
+        done[rows] = True
+    if not done.all():
+        rest = ~done
+        total = total_forecast(history.select(rest), shuffled[rest], seed)
+        reconciled[rest] = reconcile_to_total(shuffled[rest], total)
+    return reconciled

@@ -21,11 +21,10 @@ from shelfwise.demand import models
 from shelfwise.demand.aggregation import (
     aggregate_panel,
     fit_spread,
-    reconcile_to_total,
+    reconcile_by_location,
     schaake_shuffle,
     schaake_template,
     sum_by_group,
-    total_forecast,
     widen,
 )
 from shelfwise.demand.metrics import SEASON, Scores, score
@@ -51,10 +50,9 @@ INDEPENDENT_SUM = "deepar (independent sum)"
 UNCALIBRATED = "deepar (uncalibrated)"
 #: Windows before the scored ones, where DeepAR's errors only fit the spread factors of the first scored window.
 CALIBRATION_WINDOWS = 1
-#: DeepAR's paths reconciled to a forecast of the total (`aggregation.reconcile_to_total`): the mean of the
-#: quantiles of DeepAR's sum and of AutoETS fitted on the total.
-RECONCILED = "deepar (reconciled to the total)"
-#: DeepAR's two ways to sums: plain sums (bottom-up) and reconciled to the total.
+#: DeepAR's paths reconciled location by location to last year's comparable days (`aggregation.reconcile_by_location`).
+RECONCILED = "deepar (reconciled to comparable days)"
+#: DeepAR's two ways to sums: plain sums (bottom-up) and reconciled to the comparable days.
 VARIANTS: tuple[str, str] = ("deepar", RECONCILED)
 #: How far a sum's 80% interval coverage may stray from 0.80 and still count as calibrated (the issue's 75-85%).
 CALIBRATION_TOLERANCE = 0.05
@@ -113,7 +111,7 @@ class BacktestResult:
         return float(np.nanmax(gaps)) if np.isfinite(gaps).any() else 0.0
 
     def reconcile(self) -> bool:
-        """Whether to serve DeepAR reconciled to the total rather than as plain sums: sharpness subject to
+        """Whether to serve DeepAR reconciled to the comparable days rather than as plain sums: sharpness subject to
         calibration (Gneiting, Balabdaoui and Raftery, 2007). Of the variants whose sums cover within
         `CALIBRATION_TOLERANCE` of 0.80 at every level, the one with the lower wQL over the levels; if neither does,
         the better calibrated. A lower wQL alone can come from intervals too narrow for the peaks."""
@@ -269,7 +267,7 @@ def _deepar_levels(
 ) -> dict[str, dict[str, _LevelForecast]]:
     """DeepAR at every level, per variant: the sample at the bottom (censored days missing), sums above."""
     shuffled = schaake_shuffle(deepar, template, seed)
-    variants = {"deepar": shuffled, RECONCILED: reconcile_to_total(shuffled, total_forecast(history, shuffled, seed))}
+    variants = {"deepar": shuffled, RECONCILED: reconcile_by_location(history, shuffled, seed)}
     out: dict[str, dict[str, _LevelForecast]] = {}
     for variant, paths in variants.items():
         # The Schaake order is the same for every series, so the sample's marginals are its paths as drawn.

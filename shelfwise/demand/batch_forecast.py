@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from shelfwise.demand.aggregation import (
-    reconcile_to_total,
+    reconcile_by_location,
     schaake_shuffle,
     schaake_template,
     sum_by_group,
-    total_forecast,
     widen,
 )
 from shelfwise.demand.backtest import BOTTOM
@@ -73,14 +72,14 @@ def forecast_active(
 
 
 def served_paths(batch: BatchForecast, spread: Mapping[str, float], reconcile: bool, seed: int = 0) -> np.ndarray:
-    """The paths served for the series: reconciled to a forecast of the total if the model says so
+    """The paths served for the series: reconciled to last year's comparable days if the model says so
     (`ModelManifest.reconcile_to_total`), then, but for cold starts, widened by the store x SKU spread factor."""
     paths = batch.paths
     if reconcile:
         n_paths, horizon = paths.shape[1:]
         template = schaake_template(batch.panel.units, n_paths, horizon, seed=seed)
         shuffled = schaake_shuffle(np.maximum(paths, 0.0), template, seed)
-        paths = reconcile_to_total(shuffled, total_forecast(batch.panel, shuffled, seed)).astype(np.float32)
+        paths = reconcile_by_location(batch.panel, shuffled, seed).astype(np.float32)
     factor = spread.get(BOTTOM, 1.0)
     if factor != 1.0:
         paths = paths.copy()

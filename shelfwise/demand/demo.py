@@ -27,7 +27,8 @@ def demo_report(lake: Any, world_dir: Path, evaluation: Mapping[str, Any]) -> De
         rows.append((f"{name}{' (selected)' if model == selected else ''}", *cells))
     calibration = evaluation.get("calibration", {})
     if calibration:
-        for key, name in (("wql_summed", "DeepAR, plain sums"), ("wql_reconciled", "DeepAR, reconciled to the total")):
+        variants = (("wql_summed", "DeepAR, plain sums"), ("wql_reconciled", "DeepAR, reconciled to comparable days"))
+        for key, name in variants:
             rows.append((f"  {name}", *(f"{calibration[level][key]:.3f}" for level in _LEVELS)))
         rows.append(
             (

@@ -49,6 +49,7 @@ LIBRARY_MODULES = (
             "batch_forecast",
             "calendar",
             "cold_start",
+            "comparable_days",
             "forecast_records",
             "inventory",
             "keys",

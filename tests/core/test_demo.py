@@ -70,7 +70,7 @@ def test_demo_runs_every_stage_and_answers_requests(tmp_path: Path, monkeypatch:
         "NPTS",
         "mean of DeepAR and AutoETS quantiles",
         "  DeepAR, plain sums",
-        "  DeepAR, reconciled to the total",
+        "  DeepAR, reconciled to comparable days",
         "  DeepAR 80% coverage, before -> after its spread factor",
     ]
     assert sum(row[0].endswith("(selected)") for row in demand.rows) == 1

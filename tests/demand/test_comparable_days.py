@@ -91,3 +91,54 @@ def test_without_a_year_of_history_the_total_is_the_mean_of_the_sums_and_autoets
     # Vincentized: sorted along the paths, and not the sums moved to any comparable day.
     assert np.all(np.diff(result[0], axis=0) >= 0)
     assert result.mean() == pytest.approx(np.mean([paths.sum(axis=0).mean(), total[-28:].mean()]), rel=0.15)
+
+
+def test_each_location_is_reconciled_to_its_own_peaks_where_the_total_would_blur_them() -> None:
+    import pandas as pd
+
+    from shelfwise.demand.aggregation import reconcile_by_location, reconcile_to_total
+
+    days = 731
+    store, online = _retail_total(days), _retail_total(days)
+    for year in (2023, 2024):  # Black Friday is a store day, Cyber Monday an online one
+        online[(black_friday(year) - START).days] /= 4
+        online[(cyber_monday(year) - START).days] *= 4
+    cutoff = (dt.date(2024, 11, 20) - START).days
+    units = np.stack([store / 2, store / 2, online / 2, online / 2])[:, :cutoff].astype(np.float32)
+    keys = pd.DataFrame({"store_id": ["S1", "S1", "online", "online"], "sku": ["a", "b", "a", "b"]})
+    starts = np.zeros(4, dtype=np.int64)
+    history = DemandPanel(keys, START, units, np.zeros(units.shape, dtype=bool), starts, starts)
+    flat = np.random.default_rng(0).normal(1000 / 2 * 1.2, 20, size=(4, 100, 28)).clip(0)  # no peak at all
+    by_location = reconcile_by_location(history, flat)
+    first = dt.date(2024, 11, 20)
+    friday, monday = (black_friday(2024) - first).days, (cyber_monday(2024) - first).days
+    expected_store, expected_online = store[cutoff : cutoff + 28], online[cutoff : cutoff + 28]
+    np.testing.assert_allclose(by_location[:2].sum(axis=0).mean(axis=0), expected_store, rtol=0.05)
+    np.testing.assert_allclose(by_location[2:].sum(axis=0).mean(axis=0), expected_online, rtol=0.05)
+    # The total alone gets the sum right but gives the stores a share of Cyber Monday's online peak.
+    to_total = reconcile_to_total(flat, total_forecast(history, flat))
+    stores_monday = to_total[:2].sum(axis=0).mean(axis=0)[monday]
+    assert stores_monday > 1.5 * expected_store[monday]
+    assert by_location[:2].sum(axis=0).mean(axis=0)[friday] > 3 * by_location[2:].sum(axis=0).mean(axis=0)[friday]
+
+
+def test_a_location_open_less_than_a_year_is_reconciled_with_the_others_to_their_total() -> None:
+    import pandas as pd
+
+    from shelfwise.demand.aggregation import reconcile_by_location, reconcile_to_total
+
+    total = _retail_total(731)
+    cutoff = (dt.date(2024, 11, 20) - START).days
+    opened = cutoff - 380  # a year ago it was open for only part of the four weeks growth is measured on
+    units = np.stack([total / 2, total / 2, total / 2])[:, :cutoff].astype(np.float32)
+    units[2, :opened] = np.nan  # a new store: the days before it opened are no comparable days
+    keys = pd.DataFrame({"store_id": ["S1", "S1", "new"], "sku": ["a", "b", "a"]})
+    starts = np.array([0, 0, opened])
+    history = DemandPanel(keys, START, units, np.zeros(units.shape, dtype=bool), starts, starts)
+    flat = np.random.default_rng(0).normal(600, 20, size=(3, 100, 28)).clip(0)
+    reconciled = reconcile_by_location(history, flat)
+    np.testing.assert_allclose(reconciled[:2].sum(axis=0).mean(axis=0), total[cutoff : cutoff + 28], rtol=0.05)
+    alone = reconcile_to_total(flat[2:], total_forecast(history.select(np.array([2])), flat[2:]))
+    np.testing.assert_allclose(reconciled[2:], alone)
+    # Its few comparable days do not pass for a year's growth: the forecast stays near its own level.
+    assert reconciled[2].mean() < 1.3 * np.mean(total[cutoff : cutoff + 28] / 2)

@@ -259,7 +259,7 @@ def test_evaluation_scores_every_candidate_at_every_level_and_selects_the_best(
     for level, calibration in evaluation["calibration"].items():
         assert calibration["spread"] > 0
         assert calibration["coverage_80"] == pytest.approx(levels[level]["deepar"]["coverage_80"])
-    # DeepAR is scored the way it sums: reconciled to the total when that is calibrated and sharper.
+    # DeepAR is scored the way it sums: reconciled to the comparable days when that is calibrated and sharper.
     calibration = evaluation["calibration"]
     wql = {v: sum(c[f"wql_{v}"] for c in calibration.values()) for v in ("summed", "reconciled")}
     gap = {
