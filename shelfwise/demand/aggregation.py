@@ -120,18 +120,24 @@ def total_forecast(history: DemandPanel, shuffled: np.ndarray, seed: int = 0) ->
     day to last year's comparable days (`shelfwise.demand.comparable_days`), which keeps their spread; without, the
     mean of the quantiles of the summed paths and of AutoETS fitted on the total's own history.
 
-    On the default world's November and December windows the total's wQL is 0.07-0.10 with comparable days, against
-    0.20-0.21 for AutoETS and 0.17 for the summed paths, whose level is 13% low."""
+    On the default world's November and December windows the reconciled total's wQL is 0.058, against 0.204 for
+    AutoETS on the total and 0.171 for the summed paths, whose level is 13% low."""
     n_paths, horizon = shuffled.shape[1:]
     sums = shuffled.sum(axis=0, keepdims=True)
-    everything = aggregate_panel(history, np.zeros(len(history.keys), dtype=np.int64))
-    opened = int(everything.start_index[0])  # the days before the first sale are no comparable days
-    sold = everything.units[0, opened:].astype(np.float64)
-    comparable = comparable_days_forecast(sold, history.start + dt.timedelta(days=opened), horizon)
+    comparable = comparable_days_of(history, horizon)
     if comparable is not None:
         return moved_to(sums, comparable)
+    everything = aggregate_panel(history, np.zeros(len(history.keys), dtype=np.int64))
     autoets = models.autoets_paths(everything, horizon, n_paths, seed).astype(np.float64)
     return models.vincentize(sums, autoets)
+
+
+def comparable_days_of(panel: DemandPanel, horizon: int) -> np.ndarray | None:
+    """`comparable_days_forecast` of the panel's summed sales from its first sale on: the days before it are no
+    comparable days (a store open for ten months has no last year)."""
+    opened = int(panel.start_index.min())
+    sold = np.nansum(panel.units[:, opened:], axis=0).astype(np.float64)
+    return comparable_days_forecast(sold, panel.start + dt.timedelta(days=opened), horizon)
 
 
 def moved_to(sums: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -152,10 +158,7 @@ def reconcile_by_location(history: DemandPanel, shuffled: np.ndarray, seed: int 
     done = np.zeros(len(locations), dtype=bool)
     for location in np.unique(locations):
         rows = locations == location
-        # From the location's first sale: the days before it opened are no comparable days.
-        opened = int(history.start_index[rows].min())
-        sold = np.nansum(history.units[rows, opened:], axis=0).astype(np.float64)
-        comparable = comparable_days_forecast(sold, history.start + dt.timedelta(days=opened), horizon)
+        comparable = comparable_days_of(history.select(rows), horizon)
         if comparable is None:
             continue
         sums = shuffled[rows].sum(axis=0, keepdims=True)
